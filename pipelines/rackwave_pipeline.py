@@ -1,0 +1,231 @@
+"""Load Rackwave leads and contacts into a warehouse (DuckDB by default).
+
+Runnable as ``python pipelines/rackwave_pipeline.py`` or, once installed, as ``rackwave``:
+
+    rackwave --sandbox                       # demo: local sandbox -> ./rackwave.duckdb
+    rackwave                                 # credentials from .dlt/secrets.toml or env vars
+    rackwave --destination postgres --full-scan
+
+Exit codes: 0 loaded; 2 bad settings; 1 a fatal error (credentials, API contract); 75 a
+temporary failure (API down, rate limited): a scheduler may simply run it again later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination.reference import Destination
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from rackwave_source import RESOURCES, rackwave_source
+from rackwave_source.config import validate_resources
+from rackwave_source.exceptions import (
+    ConfigurationError,
+    RackwaveError,
+    RackwaveTransientError,
+)
+from pipelines.summary import TableSummary, count_rows, render, resource_state, summarize
+
+DEFAULT_DUCKDB_FILE = "rackwave.duckdb"
+SANDBOX_LEADS = 10_000
+SANDBOX_CONTACTS = 5_000
+EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
+
+
+@dataclass
+class RunResult:
+    """What one pipeline run did, for the CLI and for callers."""
+
+    pipeline: dlt.Pipeline
+    tables: List[TableSummary]
+    seconds: float
+    destination: str
+    dataset: str
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def render(self) -> str:
+        return render(self.tables, self.destination, self.dataset, self.seconds)
+
+
+def make_destination(name: str, duckdb_path: Optional[str]) -> Any:
+    """The destination factory; DuckDB writes ``./rackwave.duckdb`` unless configured otherwise.
+
+    Full scans replace tables; ``insert-from-staging`` swaps the new rows in one transaction, so
+    a load that fails half way never leaves a table emptied. A configured strategy wins.
+    """
+    options: Dict[str, Any] = {}
+    if dlt.config.get("destination.replace_strategy") is None:
+        options["replace_strategy"] = "insert-from-staging"
+    if name == "duckdb" and dlt.config.get("destination.duckdb.credentials") is None:
+        options["credentials"] = duckdb_path or DEFAULT_DUCKDB_FILE
+    return Destination.from_reference(name, **options)
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """Finds our own error inside dlt's step/extraction wrappers."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, RackwaveError):
+            return seen
+        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    return exc
+
+
+def run_pipeline(
+    *,
+    destination: str = "duckdb",
+    dataset: str = "rackwave",
+    pipeline_name: str = "rackwave",
+    resources: Optional[Sequence[str]] = None,
+    full_scan: bool = False,
+    full_refresh: bool = False,
+    base_url: Optional[str] = None,
+    client_id: Optional[str] = None,
+    client_secret: Optional[str] = None,
+    progress: bool = False,
+    duckdb_path: Optional[str] = None,
+    pipelines_dir: Optional[str] = None,
+    source_options: Optional[Dict[str, Any]] = None,
+) -> RunResult:
+    """Runs one load and returns its summary. Raises our errors unwrapped from dlt's."""
+    selected = list(validate_resources(list(resources or RESOURCES), RESOURCES))
+    kwargs: Dict[str, Any] = dict(source_options or {})
+    if base_url:
+        kwargs["base_url"] = base_url
+    if client_id is not None:
+        kwargs["client_id"] = client_id
+    if client_secret is not None:
+        kwargs["client_secret"] = client_secret
+    if full_scan:
+        kwargs["full_scan"] = True
+    # Settings are validated here, before the pipeline touches the destination or the API.
+    try:
+        source = rackwave_source(**kwargs).with_resources(*selected)
+    except ConfigFieldMissingException as exc:
+        missing = ", ".join(exc.fields) or "a setting"
+        raise ConfigurationError(
+            missing,
+            "it is missing",
+            "Put client_id and client_secret in .dlt/secrets.toml under [sources.rackwave], or "
+            "set SOURCES__RACKWAVE__CLIENT_ID and SOURCES__RACKWAVE__CLIENT_SECRET "
+            "(or try the local demo: rackwave --sandbox).",
+        ) from None
+
+    pipeline = dlt.pipeline(
+        pipeline_name=pipeline_name,
+        destination=make_destination(destination, duckdb_path),
+        dataset_name=dataset,
+        pipelines_dir=pipelines_dir,
+        progress="log" if progress else None,  # type: ignore[arg-type]
+    )
+    started = time.monotonic()
+    # Restores state from the destination first, so counts and cursors are known on a new runner.
+    if not full_refresh:
+        with contextlib.suppress(Exception):
+            pipeline.sync_destination()
+    before = count_rows(pipeline, selected) if not full_refresh else {}
+    cursors = {name: resource_state(pipeline, name).get("cursor") for name in selected}
+    try:
+        pipeline.run(source, refresh="drop_sources" if full_refresh else None)
+    except PipelineStepFailed as exc:
+        raise unwrap(exc) from exc
+    tables = summarize(pipeline, selected, before, cursors)
+    return RunResult(pipeline, tables, time.monotonic() - started, destination, dataset)
+
+
+@contextlib.contextmanager
+def sandbox_server(leads: int, contacts: int) -> Iterator[Any]:
+    """Starts the local sandbox (demo data, demo credentials) for ``--sandbox``."""
+    from rackwave_sandbox import Sandbox, SandboxConfig
+
+    with Sandbox(SandboxConfig(leads=leads, contacts=contacts)).serve(port=0) as server:
+        yield server
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rackwave",
+        description="Load Rackwave leads and contacts into a warehouse (DuckDB by default).",
+    )
+    parser.add_argument("--destination", default="duckdb",
+                        help="dlt destination name (default: duckdb, writing ./rackwave.duckdb)")
+    parser.add_argument("--dataset", default="rackwave", help="dataset/schema name")
+    parser.add_argument("--pipeline-name", default="rackwave", help="dlt pipeline name")
+    parser.add_argument("--resources", default=",".join(RESOURCES),
+                        help="comma-separated resources to load (default: leads,contacts)")
+    parser.add_argument("--full-scan", action="store_true",
+                        help="read everything: merge updates and remove deleted records")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="drop the tables and the stored state, then load from scratch")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="start the local sandbox with demo data and load from it")
+    parser.add_argument("--sandbox-leads", type=int, default=SANDBOX_LEADS, help=argparse.SUPPRESS)
+    parser.add_argument("--sandbox-contacts", type=int, default=SANDBOX_CONTACTS,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
+    parser.add_argument("--duckdb-file", default=None,
+                        help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
+    parser.add_argument("--progress", action="store_true", help="show dlt's progress while loading")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    resources = [r.strip() for r in args.resources.split(",") if r.strip()]
+    options: Dict[str, Any] = dict(
+        destination=args.destination,
+        dataset=args.dataset,
+        pipeline_name=args.pipeline_name,
+        resources=resources,
+        full_scan=args.full_scan,
+        full_refresh=args.full_refresh,
+        base_url=args.base_url,
+        progress=args.progress,
+        duckdb_path=args.duckdb_file,
+    )
+    try:
+        with contextlib.ExitStack() as stack:
+            if args.sandbox:
+                from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+                server = stack.enter_context(
+                    sandbox_server(args.sandbox_leads, args.sandbox_contacts)
+                )
+                print(f"Sandbox with {args.sandbox_leads} leads and {args.sandbox_contacts} "
+                      f"contacts listening at {server.base_url}", file=sys.stderr)
+                options.update(base_url=server.base_url, client_id=DEMO_CLIENT_ID,
+                               client_secret=DEMO_CLIENT_SECRET)
+            result = run_pipeline(**options)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except RackwaveTransientError as exc:
+        print(f"error (temporary, safe to run again): {exc}", file=sys.stderr)
+        return EXIT_TEMPORARY
+    except RackwaveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+    except PipelineStepFailed as exc:
+        print(f"error: the {exc.step} step failed: {exc.exception}", file=sys.stderr)
+        return EXIT_FATAL
+    print(result.render())
+    if args.destination == "duckdb":
+        path = args.duckdb_file or DEFAULT_DUCKDB_FILE
+        print(f"Explore: duckdb {path} \"SELECT status, count(*) FROM {args.dataset}.leads "
+              "GROUP BY 1\"")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

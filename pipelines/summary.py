@@ -1,0 +1,146 @@
+"""The end-of-run summary: what a person wants to know at a glance after a scheduled load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional
+
+import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from rackwave_source import settings as S
+
+
+@dataclass
+class TableSummary:
+    """One resource's outcome of one run."""
+
+    table: str
+    mode: str
+    pages: int
+    rows_read: int
+    rows_before: int
+    rows_after: int
+    new: int
+    updated: int
+    removed: int
+    requests: int
+    rate_limited: int
+
+
+def count_rows(pipeline: dlt.Pipeline, tables: List[str]) -> Dict[str, int]:
+    """Rows per table in the destination now (0 for a table not created yet)."""
+    counts: Dict[str, int] = {}
+    try:
+        with pipeline.sql_client() as client:
+            for table in tables:
+                try:
+                    name = client.make_qualified_table_name(table)
+                    rows = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
+                    counts[table] = int(rows[0][0]) if rows else 0
+                except DatabaseUndefinedRelation:
+                    counts[table] = 0
+    except Exception:  # noqa: BLE001 - a summary must never fail a load (e.g. no SQL client)
+        for table in tables:
+            counts.setdefault(table, 0)
+    return counts
+
+
+def count_newer_than(pipeline: dlt.Pipeline, table: str, cursor: Optional[str]) -> Optional[int]:
+    """Rows created after ``cursor``: the records a full scan found that the previous run had not."""
+    if cursor is None:
+        return None
+    try:
+        with pipeline.sql_client() as client:
+            name = client.make_qualified_table_name(table)
+            column = client.escape_column_name(S.CURSOR_FIELD)
+            rows = client.execute_sql(f"SELECT COUNT(*) FROM {name} WHERE {column} > %s", cursor)
+            return int(rows[0][0]) if rows else 0
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def resource_state(pipeline: dlt.Pipeline, resource: str) -> Mapping[str, Any]:
+    sources = pipeline.state.get("sources", {})
+    return sources.get(S.SOURCE_NAME, {}).get("resources", {}).get(resource, {})
+
+
+def summarize(
+    pipeline: dlt.Pipeline,
+    resources: List[str],
+    before: Mapping[str, int],
+    cursors_before: Mapping[str, Optional[str]],
+) -> List[TableSummary]:
+    """Compares the destination before and after the run, with what each resource read."""
+    after = count_rows(pipeline, resources)
+    out: List[TableSummary] = []
+    for name in resources:
+        run = resource_state(pipeline, name).get("last_run", {})
+        mode = run.get("mode", "not run")
+        read = int(run.get("rows", 0))
+        rows_before, rows_after = before.get(name, 0), after.get(name, 0)
+        if mode == "full_scan":
+            # Records are never created in the past, so what is newer than the old cursor is new.
+            newer = count_newer_than(pipeline, name, cursors_before.get(name))
+            new = rows_after if newer is None else newer
+            removed = max(0, rows_before + new - rows_after)
+        else:
+            new = max(0, rows_after - rows_before)
+            removed = 0
+        out.append(
+            TableSummary(
+                table=name,
+                mode=mode.replace("_", " "),
+                pages=int(run.get("pages", 0)),
+                rows_read=read,
+                rows_before=rows_before,
+                rows_after=rows_after,
+                new=new,
+                updated=max(0, read - new),
+                removed=removed,
+                requests=int(run.get("requests", 0)),
+                rate_limited=int(run.get("rate_limited", 0)),
+            )
+        )
+    return out
+
+
+def render(
+    rows: List[TableSummary],
+    destination: str,
+    dataset: str,
+    seconds: float,
+) -> str:
+    """A small fixed-width table plus one line on requests."""
+    headers = ["table", "mode", "pages", "read", "new", "updated*", "removed", "rows now"]
+    body = [
+        [
+            r.table,
+            r.mode,
+            str(r.pages),
+            str(r.rows_read),
+            str(r.new),
+            str(r.updated),
+            str(r.removed),
+            str(r.rows_after),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in body)) if body else len(h)
+              for i, h in enumerate(headers)]
+
+    def fmt(cells: List[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
+
+    lines = [
+        f"Rackwave -> {destination}, dataset `{dataset}`: done in {seconds:.1f} s",
+        fmt(headers),
+        fmt(["-" * w for w in widths]),
+        *(fmt(line) for line in body),
+        "* updated: existing records read again and merged (changed or not).",
+        f"Requests: {sum(r.requests for r in rows)} list requests, "
+        f"{sum(r.rate_limited for r in rows)} of them answered 429 and retried.",
+    ]
+    return "\n".join(lines)

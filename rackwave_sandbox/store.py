@@ -1,0 +1,337 @@
+"""Thread-safe in-memory record store with cached, pre-serialised JSON.
+
+Each record is kept only as its orjson bytes plus the two sort keys, so a list
+page is a ``b",".join`` of cached bytes (fast enough that the sandbox is never
+the bottleneck of a benchmark) and 1,000,000 leads fit in well under 1.5 GB.
+Updating a record re-serialises it, which is the cache invalidation.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from bisect import bisect_left, insort
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from rackwave_sandbox.config import KINDS
+from rackwave_sandbox.data import format_ts, generate_record, iter_records, parse_ts
+
+
+class Rec:
+    """One stored record: its sort keys and its serialised JSON."""
+
+    __slots__ = ("created", "id", "raw")
+
+    def __init__(self, created: int, rid: str, raw: bytes) -> None:
+        self.created = created
+        self.id = rid
+        self.raw = raw
+
+    def sort_key(self) -> tuple[int, str]:
+        """Ascending key; API order (newest first, id desc) is its reverse."""
+        return (self.created, self.id)
+
+
+def _key(rec: Rec) -> tuple[int, str]:
+    return (rec.created, rec.id)
+
+
+class RecordError(Exception):
+    """Raised for invalid admin operations (mapped to 404/422 by the server)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Collection:
+    """Records of one kind, ordered by ``(created_at, id)``.
+
+    The list is kept ascending so that inserting "now" records is an append in
+    the common case; pages are read from the end to get newest-first order.
+    All methods must be called with the owning store's lock held (the store
+    wraps them).
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._asc: list[Rec] = []
+        self._by_id: dict[str, Rec] = {}
+        self._filter_cache: dict[tuple[str | None, str | None], list[Rec]] = {}
+        self._emails: dict[str, str] | None = None
+
+    # -- loading -----------------------------------------------------------------
+    def load(self, records: Iterable[dict[str, Any]], keep_ids: list[str] | None = None) -> None:
+        """Replace the content with ``records`` (serialised immediately)."""
+        dumps = orjson.dumps
+        recs: list[Rec] = []
+        for record in records:
+            rid = record["id"]
+            recs.append(Rec(parse_ts(record["created_at"]), rid, dumps(record)))
+            if keep_ids is not None:
+                keep_ids.append(rid)
+        recs.sort(key=_key)
+        self._asc = recs
+        self._by_id = {rec.id: rec for rec in recs}
+        self._invalidate()
+        self._emails = None
+
+    def _invalidate(self) -> None:
+        self._filter_cache.clear()
+
+    # -- reading -----------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._asc)
+
+    def page(
+        self, page: int, per_page: int, status: str | None = None, search: str | None = None
+    ) -> bytes:
+        """Return the full JSON body of one list page (envelope included)."""
+        if status is None and search is None:
+            total = len(self._asc)
+            hi = total - (page - 1) * per_page
+            if hi > 0:
+                lo = max(0, hi - per_page)
+                chunk = [rec.raw for rec in self._asc[lo:hi]]
+                chunk.reverse()
+            else:
+                chunk = []
+        else:
+            matches = self._filtered(status, search)
+            total = len(matches)
+            start = (page - 1) * per_page
+            chunk = [rec.raw for rec in matches[start : start + per_page]] if start < total else []
+        meta = {
+            "total": total,
+            "per_page": per_page,
+            "current_page": page,
+            "last_page": max(1, math.ceil(total / per_page)),
+        }
+        return b'{"data":[' + b",".join(chunk) + b'],"meta":' + orjson.dumps(meta) + b"}"
+
+    def _filtered(self, status: str | None, search: str | None) -> list[Rec]:
+        key = (status, search)
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            return cached
+        needle = search.lower() if search is not None else None
+        loads = orjson.loads
+        result: list[Rec] = []
+        for rec in reversed(self._asc):
+            record = loads(rec.raw)
+            if status is not None and record.get("status") != status:
+                continue
+            if needle is not None and not any(
+                needle in value.lower() for value in self._search_values(record)
+            ):
+                continue
+            result.append(rec)
+        if len(self._filter_cache) > 256:
+            self._filter_cache.clear()
+        self._filter_cache[key] = result
+        return result
+
+    def _search_values(self, record: dict[str, Any]) -> list[str]:
+        if self.kind == "leads":
+            values = [record.get("name"), record.get("email"), record.get("company")]
+        else:
+            first, last = record.get("first_name"), record.get("last_name")
+            values = [first, last, record.get("email"), record.get("company")]
+            if isinstance(first, str) and isinstance(last, str):
+                values.append(f"{first} {last}")
+        return [v for v in values if isinstance(v, str)]
+
+    def get(self, rid: str) -> dict[str, Any]:
+        """Return one record as a dict.
+
+        Raises:
+            RecordError: 404 if unknown.
+        """
+        rec = self._by_id.get(rid)
+        if rec is None:
+            raise RecordError(404, f"No {self.kind[:-1]} with id {rid!r}.")
+        result: dict[str, Any] = orjson.loads(rec.raw)
+        return result
+
+    def records(self) -> list[dict[str, Any]]:
+        """All records in API order (newest first)."""
+        return [orjson.loads(rec.raw) for rec in reversed(self._asc)]
+
+    def raw_records(self) -> list[bytes]:
+        """All serialised records in API order."""
+        return [rec.raw for rec in reversed(self._asc)]
+
+    def ids(self) -> list[str]:
+        """All ids in API order."""
+        return [rec.id for rec in reversed(self._asc)]
+
+    # -- email uniqueness (leads) ------------------------------------------------
+    def _email_index(self) -> dict[str, str]:
+        if self._emails is None:
+            index: dict[str, str] = {}
+            for rec in self._asc:
+                email = orjson.loads(rec.raw).get("email")
+                if isinstance(email, str):
+                    index[email.lower()] = rec.id
+            self._emails = index
+        return self._emails
+
+    def email_taken(self, email: str) -> bool:
+        """Case-insensitive uniqueness check (index built lazily on first use)."""
+        return email.lower() in self._email_index()
+
+    def _index_email(self, record: dict[str, Any], add: bool) -> None:
+        if self._emails is None:
+            return
+        email = record.get("email")
+        if not isinstance(email, str):
+            return
+        if add:
+            self._emails[email.lower()] = record["id"]
+        elif self._emails.get(email.lower()) == record["id"]:
+            del self._emails[email.lower()]
+
+    # -- writing -----------------------------------------------------------------
+    def insert(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Insert a complete record (id and timestamps already set)."""
+        rid = record.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise RecordError(422, "Record id must be a non-empty string.")
+        if rid in self._by_id:
+            raise RecordError(422, f"Duplicate id {rid!r}.")
+        try:
+            created = parse_ts(str(record["created_at"]))
+        except (KeyError, ValueError) as exc:
+            raise RecordError(422, f"Invalid created_at: {exc}") from exc
+        rec = Rec(created, rid, orjson.dumps(record))
+        self._insort(rec)
+        self._by_id[rid] = rec
+        self._index_email(record, add=True)
+        self._invalidate()
+        return record
+
+    def _insort(self, rec: Rec) -> None:
+        if not self._asc or _key(self._asc[-1]) < _key(rec):
+            self._asc.append(rec)  # the common case: a record created "now"
+        else:
+            insort(self._asc, rec, key=_key)
+
+    def _position(self, rec: Rec) -> int:
+        index = bisect_left(self._asc, _key(rec), key=_key)
+        if index >= len(self._asc) or self._asc[index] is not rec:
+            raise RecordError(500, "store index corrupted")
+        return index
+
+    def update(self, rid: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``fields`` into a record; bumps updated_at unless given."""
+        record = self.get(rid)
+        if "id" in fields and fields["id"] != rid:
+            raise RecordError(422, "The id of a record cannot be changed.")
+        rec = self._by_id[rid]
+        self._index_email(record, add=False)
+        record.update(fields)
+        if "updated_at" not in fields:
+            record["updated_at"] = format_ts(int(time.time()))
+        try:
+            created = parse_ts(str(record["created_at"]))
+        except (KeyError, ValueError) as exc:
+            raise RecordError(422, f"Invalid created_at: {exc}") from exc
+        del self._asc[self._position(rec)]
+        rec.created = created
+        rec.raw = orjson.dumps(record)
+        self._insort(rec)
+        self._index_email(record, add=True)
+        self._invalidate()
+        return record
+
+    def delete(self, rid: str) -> None:
+        """Delete one record.
+
+        Raises:
+            RecordError: 404 if unknown.
+        """
+        record = self.get(rid)
+        rec = self._by_id.pop(rid)
+        del self._asc[self._position(rec)]
+        self._index_email(record, add=False)
+        self._invalidate()
+
+
+class Store:
+    """Both collections behind one re-entrant lock, plus the runtime generator.
+
+    One lock (rather than one per collection) keeps trigger actions atomic with
+    respect to every page read, which is what makes "the change happens between
+    two pages" deterministic for tests.
+    """
+
+    def __init__(self, leads: int, contacts: int, seed: int) -> None:
+        self.lock = threading.RLock()
+        self.collections: dict[str, Collection] = {kind: Collection(kind) for kind in KINDS}
+        self.seed = seed
+        self._rng = random.Random()
+        self._counter = 0
+        self.reset(leads, contacts, seed)
+
+    def reset(self, leads: int, contacts: int, seed: int) -> None:
+        """Regenerate the seeded data deterministically."""
+        with self.lock:
+            self.seed = seed
+            lead_ids: list[str] = []
+            self.collections["leads"].load(iter_records("leads", leads, seed), keep_ids=lead_ids)
+            self.collections["contacts"].load(iter_records("contacts", contacts, seed, lead_ids))
+            self._rng = random.Random(f"rackwave:runtime:{seed}")
+            self._counter = max(leads, contacts)
+
+    def collection(self, kind: str) -> Collection:
+        """Return the collection of ``kind``.
+
+        Raises:
+            RecordError: 404 for an unknown kind.
+        """
+        try:
+            return self.collections[kind]
+        except KeyError:
+            raise RecordError(404, f"Unknown record kind {kind!r}.") from None
+
+    def new_record(
+        self, kind: str, fields: dict[str, Any] | None = None, created_at: str | None = None
+    ) -> dict[str, Any]:
+        """Generate a runtime record, apply ``fields`` on top and insert it."""
+        with self.lock:
+            coll = self.collection(kind)
+            fields = dict(fields or {})
+            given_created = fields.get("created_at", created_at)
+            self._counter += 1
+            lead_ids: list[str] = []
+            if kind == "contacts":
+                lead_ids = self.collections["leads"].ids()[:1000]
+            record = generate_record(
+                kind,
+                self._rng,
+                self._counter,
+                lead_ids,
+                created_at=str(given_created) if given_created is not None else None,
+            )
+            record.update(fields)
+            if "updated_at" not in fields:
+                record["updated_at"] = record["created_at"]
+            if kind == "leads" and "email" not in fields:
+                while coll.email_taken(record["email"]):
+                    self._counter += 1
+                    local, _, domain = record["email"].partition("@")
+                    record["email"] = f"{local}x{self._counter}@{domain}"
+            return coll.insert(record)
+
+
+def new_lead_id(store: Store, now_ms: int) -> str:
+    """Generate a lead id whose ULID time part is ``now_ms`` (store lock held)."""
+    from rackwave_sandbox.data import make_id
+
+    return make_id("leads", store._rng, now_ms // 1000, now_ms)

@@ -1,0 +1,38 @@
+"""Rackwave Platform API source for dlt: leads and contacts, incremental, merged on id."""
+
+from .exceptions import (
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ForbiddenError,
+    NotFoundError,
+    RackwaveError,
+    RackwaveFatalError,
+    RackwaveTransientError,
+    RateLimitError,
+    ServerError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from .source import rackwave_source
+
+RESOURCES = ("leads", "contacts")
+
+__all__ = [
+    "RESOURCES",
+    "ApiError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ForbiddenError",
+    "NotFoundError",
+    "RackwaveError",
+    "RackwaveFatalError",
+    "RackwaveTransientError",
+    "RateLimitError",
+    "ServerError",
+    "UnexpectedResponseError",
+    "ValidationError",
+    "rackwave_source",
+]

@@ -1,0 +1,192 @@
+"""The HTTP client: one retrying session, typed errors, and a shared pause after 429.
+
+Retries of 5xx answers, dropped connections and unreadable bodies use dlt's retrying requests
+helper, so they are tuned the dlt way (``[runtime]`` ``request_max_attempts``,
+``request_backoff_factor``, ``request_max_retry_delay``, ``request_timeout``), with one addition:
+a 2xx whose body is not complete JSON (a truncated transfer, a proxy's HTML page) is retried too,
+which dlt does not do on its own.
+
+429 is deliberately *not* left to dlt's attempt counter: a burst of rate limiting is normal API
+behaviour, not a failure, so it is handled here with a time budget (``max_rate_limit_wait``)
+instead of 5 attempts, and the pause it asks for (Retry-After) is shared by every thread using
+this client, so concurrent workers back off together instead of hammering the API.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from email.utils import parsedate_to_datetime
+from typing import Any, Dict, Mapping, Optional
+
+from requests import Response
+from requests.exceptions import RequestException
+
+from dlt.common.json import json
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client
+
+from . import settings as S
+from .auth import RackwaveTokenAuth, make_auth
+from .exceptions import (
+    AuthenticationError,
+    RateLimitError,
+    ServerError,
+    api_error_for,
+)
+
+_JSON_ATTR = "_rackwave_json"
+USER_AGENT = "rackwave-source (dlt)"
+
+
+def _body_unreadable(response: Optional[Response], exception: Optional[BaseException]) -> bool:
+    """Retry predicate: a successful status with a body that does not parse as JSON.
+
+    The parsed body is kept on the response, so it is decoded once.
+    """
+    if response is None or not 200 <= response.status_code < 300:
+        return False
+    try:
+        setattr(response, _JSON_ATTR, json.loadb(response.content))
+    except (ValueError, TypeError, RequestException):
+        return True
+    return False
+
+
+def _retry_after_seconds(response: Response) -> float:
+    """Reads Retry-After as seconds (documented) or as an HTTP date (tolerated)."""
+    header = (response.headers.get("Retry-After") or "").strip()
+    if not header:
+        return S.DEFAULT_RETRY_AFTER_S
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return S.DEFAULT_RETRY_AFTER_S
+
+
+class RackwaveClient:
+    """Talks JSON to one Rackwave base URL with one set of credentials."""
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        max_rate_limit_wait: float = S.MAX_RATE_LIMIT_WAIT_S,
+        refresh_margin_seconds: Optional[float] = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.max_rate_limit_wait = max_rate_limit_wait
+        self._http = Client(
+            request_timeout=S.REQUEST_TIMEOUT_S,
+            raise_for_status=False,
+            status_codes=tuple(range(500, 600)),
+            exceptions=DEFAULT_RETRY_EXCEPTIONS,
+            retry_condition=_body_unreadable,
+            session_attrs={"headers": {"User-Agent": USER_AGENT, "Accept": "application/json"}},
+        )
+        # Picks up [runtime] request_* settings from dlt config and the environment.
+        self._http.configure()
+        self.auth: RackwaveTokenAuth = make_auth(
+            self.base_url, client_id, client_secret, self._http, refresh_margin_seconds
+        )
+        self._pause_lock = threading.Lock()
+        self._paused_until = 0.0
+        self._stats_lock = threading.Lock()
+        self.requests_by_path: Counter[str] = Counter()
+        self.rate_limited_by_path: Counter[str] = Counter()
+
+    @property
+    def max_attempts(self) -> int:
+        return int(self._http._retry_kwargs["max_attempts"])
+
+    def _wait_for_rate_budget(self) -> None:
+        while True:
+            with self._pause_lock:
+                delay = self._paused_until - time.monotonic()
+            if delay <= 0:
+                return
+            time.sleep(delay)
+
+    def _pause_all(self, seconds: float) -> None:
+        with self._pause_lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def get(self, path: str, params: Optional[Mapping[str, Any]] = None) -> Any:
+        """GETs ``path`` and returns its decoded JSON body.
+
+        Raises:
+            ApiError: a documented 4xx, with the API's message and field errors.
+            AuthenticationError: the API refused a freshly obtained token.
+            RateLimitError: 429s lasted longer than ``max_rate_limit_wait`` seconds.
+            ServerError: 5xx, network failures or unreadable bodies outlived every retry.
+        """
+        url = self.base_url + path
+        waited = 0.0
+        while True:
+            self._wait_for_rate_budget()
+            try:
+                response = self._http.get(url, params=dict(params or {}), auth=self.auth)
+            except RequestException as exc:
+                raise ServerError(
+                    f"Rackwave API request to {url} failed after {self.max_attempts} attempts: "
+                    f"{type(exc).__name__}. The API or the network is down; nothing past the last "
+                    "successful load was recorded, so run again once it is back (or raise "
+                    "[runtime] request_max_attempts)."
+                ) from None
+            with self._stats_lock:
+                self.requests_by_path[path] += 1
+            status = response.status_code
+            if status == 429:
+                with self._stats_lock:
+                    self.rate_limited_by_path[path] += 1
+                delay = _retry_after_seconds(response)
+                waited += delay
+                if waited > self.max_rate_limit_wait:
+                    raise RateLimitError(
+                        f"Rackwave API kept answering 429 Too Many Requests for {url} for "
+                        f"{waited:.0f} s. Lower the load on this account or raise "
+                        "max_rate_limit_wait under [sources.rackwave]."
+                    )
+                self._pause_all(delay)
+                continue
+            return self._decode(url, response)
+
+    def _decode(self, url: str, response: Response) -> Any:
+        status = response.status_code
+        if status == 401:
+            raise AuthenticationError(
+                f"Rackwave API at {self.base_url} refused a freshly issued access token (HTTP 401) "
+                f"for {url}. Check that the client credentials are allowed to read this resource."
+            )
+        if status >= 500:
+            raise ServerError(
+                f"Rackwave API answered HTTP {status} for {url} after {self.max_attempts} "
+                "attempts. Run again later; nothing past the last successful load was recorded."
+            )
+        if status >= 400:
+            try:
+                body: Any = json.loadb(response.content)
+            except ValueError:
+                body = None
+            raise api_error_for(url, status, body, response.reason)
+        if not hasattr(response, _JSON_ATTR):
+            raise ServerError(
+                f"Rackwave API sent an incomplete or non-JSON body for {url} (HTTP {status}, "
+                f"{response.headers.get('Content-Type', 'no content type')}) on every one of "
+                f"{self.max_attempts} attempts. Run again later."
+            )
+        return getattr(response, _JSON_ATTR)
+
+    def stats(self, path: str) -> Dict[str, int]:
+        """Requests answered for ``path`` so far, and how many of them were 429."""
+        with self._stats_lock:
+            return {
+                "requests": self.requests_by_path[path],
+                "rate_limited": self.rate_limited_by_path[path],
+            }

@@ -1,0 +1,181 @@
+"""Validation of user settings into one immutable :class:`RackwaveSettings`.
+
+Every check here runs before the first request is sent, so a typo in ``config.toml`` costs a clear
+message and no API call. Each error names the setting, what is wrong, and the accepted values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
+
+from . import settings as S
+from .exceptions import ConfigurationError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class RackwaveSettings:
+    """Validated, non-secret settings of one source instance."""
+
+    base_url: str
+    per_page: int
+    start_date: Optional[datetime]
+    lookback: timedelta
+    full_scan_every: Optional[timedelta]
+    force_full_scan: bool
+    deleted_records: str
+    lead_status: Optional[str]
+    lead_search: Optional[str]
+    max_rate_limit_wait: float
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: the only hosts allowed over plain HTTP."""
+    host = host.strip("[]").lower()
+    if host in S.LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(environment: Optional[str], base_url: Optional[str]) -> str:
+    """Picks the documented base URL of ``environment`` unless ``base_url`` overrides it.
+
+    Raises:
+        ConfigurationError: unknown environment, malformed URL, or plain HTTP off loopback.
+    """
+    env = (environment or S.DEFAULT_ENVIRONMENT).strip().lower()
+    if env not in S.ENVIRONMENTS:
+        raise ConfigurationError(
+            "environment",
+            f"unknown environment {environment!r}",
+            f"Use one of: {', '.join(S.ENVIRONMENTS)}; or set `base_url` to point elsewhere.",
+        )
+    url = (base_url or S.ENVIRONMENTS[env]).strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            "base_url",
+            f"{url!r} is not an absolute http(s) URL",
+            "Use e.g. https://api.rackwave.io/v1.",
+        )
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            "base_url",
+            "the URL carries user info",
+            "Remove it: credentials go in client_id and client_secret.",
+        )
+    if parts.scheme != "https" and not is_loopback(parts.hostname):
+        raise ConfigurationError(
+            "base_url",
+            f"{parts.scheme}://{parts.hostname} is not HTTPS",
+            "The Rackwave API requires HTTPS; plain HTTP is only allowed to loopback "
+            "(127.0.0.0/8, localhost, ::1), e.g. for the local sandbox.",
+        )
+    return url
+
+
+def parse_duration(setting: str, value: Union[str, int, float, timedelta, None]) -> timedelta:
+    """Reads ``90``, ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` or ``"1w"`` as a duration."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        seconds = -1.0
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value or ""))
+        if not match:
+            raise ConfigurationError(
+                setting,
+                f"{value!r} is not a duration",
+                "Write a number of seconds or a number with a unit s, m, h, d or w, e.g. '24h'.",
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if seconds < 0:
+        raise ConfigurationError(setting, f"{value!r} is negative", "Use a duration of 0 or more.")
+    return timedelta(seconds=seconds)
+
+
+def parse_timestamp(setting: str, value: Union[str, datetime, None]) -> Optional[datetime]:
+    """Reads an ISO 8601 date or timestamp as an aware UTC datetime (naive values are UTC)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(
+                setting,
+                f"{value!r} is not an ISO 8601 date or timestamp",
+                "Write e.g. '2026-01-31' or '2026-01-31T08:00:00Z'.",
+            ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def validate_per_page(value: object) -> int:
+    """Checks the documented 1..100 range; the API itself would answer 422 much later."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        ok = False
+    else:
+        ok = str(value).strip().isdigit()
+    number = int(str(value).strip()) if ok else -1
+    if not S.MIN_PER_PAGE <= number <= S.MAX_PER_PAGE:
+        raise ConfigurationError(
+            "per_page",
+            f"{value!r} is outside {S.MIN_PER_PAGE}..{S.MAX_PER_PAGE}",
+            f"The API accepts {S.MIN_PER_PAGE} to {S.MAX_PER_PAGE} records per page; "
+            f"{S.DEFAULT_PER_PAGE} is fastest.",
+        )
+    return number
+
+
+def validate_choice(setting: str, value: Optional[str], choices: Sequence[str]) -> Optional[str]:
+    """Normalises an optional enumerated setting, rejecting values outside ``choices``."""
+    if value is None or value == "":
+        return None
+    normalised = str(value).strip().lower()
+    if normalised not in choices:
+        raise ConfigurationError(
+            setting, f"unknown value {value!r}", f"Use one of: {', '.join(choices)}."
+        )
+    return normalised
+
+
+def validate_resources(requested: Sequence[str], available: Sequence[str]) -> Tuple[str, ...]:
+    """Checks resource names given on the command line or to ``with_resources``."""
+    unknown = [name for name in requested if name not in available]
+    if unknown:
+        raise ConfigurationError(
+            "resources",
+            f"unknown resource {', '.join(map(repr, unknown))}",
+            f"Available resources: {', '.join(available)}.",
+        )
+    return tuple(requested)
+
+
+def require_secret(setting: str, value: Optional[str]) -> str:
+    """Rejects a missing or blank credential without ever echoing the value."""
+    if value is None or not str(value).strip():
+        env = f"SOURCES__RACKWAVE__{setting.upper()}"
+        raise ConfigurationError(
+            setting,
+            "it is missing or empty",
+            f"Put it in .dlt/secrets.toml under [sources.rackwave] or in the environment "
+            f"variable {env}.",
+        )
+    return str(value).strip()

@@ -1,0 +1,111 @@
+"""One exception root for everything the connector raises, with transient and fatal errors apart.
+
+Callers (schedulers, the CLI) can catch :class:`RackwaveError` to handle every connector failure,
+:class:`RackwaveTransientError` to decide that a later retry of the whole run may succeed, and
+:class:`RackwaveFatalError` for what needs a person to change something first.
+
+No exception text ever carries a credential or a token: messages name settings and URLs only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional
+
+
+class RackwaveError(Exception):
+    """Root of every error raised by the Rackwave connector."""
+
+
+class RackwaveFatalError(RackwaveError):
+    """Retrying the same run will not help: configuration, credentials or the request are wrong."""
+
+
+class RackwaveTransientError(RackwaveError):
+    """The API or the network failed for longer than the retry budget; a later run may succeed."""
+
+
+class ConfigurationError(RackwaveFatalError, ValueError):
+    """A setting is missing or invalid. Raised before any request is sent."""
+
+    def __init__(self, setting: str, problem: str, fix: str) -> None:
+        self.setting = setting
+        super().__init__(f"Invalid Rackwave setting `{setting}`: {problem}. {fix}")
+
+
+class AuthenticationError(RackwaveFatalError):
+    """The token endpoint rejected the client credentials, or a fresh token was refused."""
+
+
+class ApiError(RackwaveFatalError):
+    """A documented client error (400, 403, 404, 422) with the API's own message and field errors."""
+
+    status_code: int = 0
+
+    def __init__(
+        self,
+        url: str,
+        status_code: int,
+        message: str,
+        errors: Optional[Mapping[str, List[str]]] = None,
+    ) -> None:
+        self.url = url
+        self.status_code = status_code
+        self.api_message = message
+        self.errors: Dict[str, List[str]] = dict(errors or {})
+        detail = ""
+        if self.errors:
+            detail = " " + "; ".join(
+                f"{field}: {' '.join(str(m) for m in msgs)}" for field, msgs in self.errors.items()
+            )
+        super().__init__(f"Rackwave API answered {status_code} for {url}: {message}{detail}")
+
+
+class BadRequestError(ApiError):
+    """400: the request body or parameters are invalid."""
+
+
+class ForbiddenError(ApiError):
+    """403: the token lacks permission for this action."""
+
+
+class NotFoundError(ApiError):
+    """404: the resource does not exist (often a wrong base URL)."""
+
+
+class ValidationError(ApiError):
+    """422: validation failed; see ``errors`` for the fields."""
+
+
+class UnexpectedResponseError(RackwaveFatalError):
+    """A response that is not what the reference documents (wrong envelope, record without id...)."""
+
+
+class RateLimitError(RackwaveTransientError):
+    """The API kept answering 429 for longer than the configured wait budget."""
+
+
+class ServerError(RackwaveTransientError):
+    """5xx answers, dropped connections or unreadable bodies persisted after every retry."""
+
+
+API_ERRORS_BY_STATUS: Dict[int, type] = {
+    400: BadRequestError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    422: ValidationError,
+}
+
+
+def api_error_for(url: str, status_code: int, body: Any, reason: str) -> ApiError:
+    """Builds the typed error for a client-error response, keeping the API's message and errors."""
+    message = reason or "request failed"
+    errors: Optional[Mapping[str, List[str]]] = None
+    if isinstance(body, Mapping):
+        message = str(body.get("message") or message)
+        raw = body.get("errors")
+        if isinstance(raw, Mapping):
+            errors = {
+                str(k): [str(m) for m in (v if isinstance(v, list) else [v])] for k, v in raw.items()
+            }
+    cls = API_ERRORS_BY_STATUS.get(status_code, ApiError)
+    return cls(url, status_code, message, errors)

@@ -1,0 +1,79 @@
+"""The ``leads`` and ``contacts`` resources: one generic list reader, two declarations."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, Mapping, Optional
+
+import dlt
+from dlt.extract.resource import DltResource
+
+from . import settings as S
+from .client import RackwaveClient
+from .config import RackwaveSettings
+from .incremental import RowFilter, plan_scan, remember, utc_now
+from .paging import iter_pages
+from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
+
+
+def read_records(
+    client: RackwaveClient,
+    resource: str,
+    path: str,
+    config: RackwaveSettings,
+    filters: Optional[Mapping[str, str]] = None,
+) -> Iterator[Any]:
+    """Yields one list per page: every record on a full scan, new ones on an incremental run.
+
+    The first yield carries the write disposition of this run: ``replace`` for a full scan (so
+    records deleted from the API leave the table), ``merge`` otherwise. It is yielded even when the
+    API has no records, so that a full scan of an emptied account empties the table.
+    """
+    state = dlt.current.resource_state()
+    started_at = utc_now()
+    plan = plan_scan(state, config, started_at)
+    rows = RowFilter(resource, plan.since)
+    disposition = "replace" if plan.full_scan else "merge"
+    yield dlt.mark.with_hints([], dlt.mark.make_hints(write_disposition=disposition))
+    pages = 0
+    http_before = client.stats(path)
+    for page in iter_pages(client, resource, path, config.per_page, filters):
+        pages += 1
+        kept = rows.accept(page.number, page.records)
+        if kept:
+            yield kept
+        if rows.reached_bound:
+            break
+    http_after = client.stats(path)
+    http = {key: http_after[key] - http_before[key] for key in http_after}
+    remember(state, plan, rows, started_at, pages, http)
+
+
+def _resource(
+    client: RackwaveClient,
+    name: str,
+    path: str,
+    columns: TColumns,
+    config: RackwaveSettings,
+    filters: Optional[Dict[str, str]] = None,
+) -> DltResource:
+    return dlt.resource(
+        read_records(client, name, path, config, filters),
+        name=name,
+        primary_key=S.PRIMARY_KEY,
+        write_disposition="merge",
+        columns=columns,
+    )
+
+
+def leads_resource(client: RackwaveClient, config: RackwaveSettings) -> DltResource:
+    """Leads, optionally narrowed by the API's own ``status`` and ``search`` filters."""
+    filters: Dict[str, str] = {}
+    if config.lead_status:
+        filters["status"] = config.lead_status
+    if config.lead_search:
+        filters["search"] = config.lead_search
+    return _resource(client, "leads", S.LEADS_PATH, LEAD_COLUMNS, config, filters)
+
+
+def contacts_resource(client: RackwaveClient, config: RackwaveSettings) -> DltResource:
+    return _resource(client, "contacts", S.CONTACTS_PATH, CONTACT_COLUMNS, config)

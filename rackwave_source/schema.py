@@ -1,0 +1,61 @@
+"""The declared shape of every table, identical on every destination.
+
+Nested ``address`` objects are flattened into ``address__*`` columns by dlt; ``tags`` is one JSON
+column (an array of strings) rather than a child table, so a merge that shrinks a lead's tags
+leaves exactly its current tags on every destination (child tables keep stale rows on some).
+Undocumented fields the API adds later become new columns through dlt's schema inference.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+from dlt.common.schema.typing import TColumnSchema
+
+TColumns = Dict[str, TColumnSchema]
+
+
+def _text(nullable: bool = True) -> TColumnSchema:
+    return {"data_type": "text", "nullable": nullable}
+
+
+def _timestamp(nullable: bool = True) -> TColumnSchema:
+    return {"data_type": "timestamp", "nullable": nullable}
+
+
+_ID: TColumnSchema = {"data_type": "text", "nullable": False, "primary_key": True}
+# A run keeps each id once (see incremental.RowFilter), so no dedup_sort hint is needed: dlt
+# would also warn about it on every full scan, which replaces instead of merging.
+_UPDATED_AT: TColumnSchema = {"data_type": "timestamp", "nullable": True}
+_TAGS: TColumnSchema = {"data_type": "json", "nullable": True}
+
+LEAD_COLUMNS: TColumns = {
+    "id": _ID,
+    "name": _text(),
+    "email": _text(),
+    "phone": _text(),
+    "company": _text(),
+    "status": _text(),
+    "source": _text(),
+    "tags": _TAGS,
+    "created_at": _timestamp(nullable=False),
+    "updated_at": _UPDATED_AT,
+}
+
+CONTACT_COLUMNS: TColumns = {
+    "id": _ID,
+    "first_name": _text(),
+    "last_name": _text(),
+    "email": _text(),
+    "phone": _text(),
+    "company": _text(),
+    "title": _text(),
+    "lead_id": _text(),
+    "tags": _TAGS,
+    "address__street": _text(),
+    "address__city": _text(),
+    "address__postcode": _text(),
+    "address__country": _text(),
+    "created_at": _timestamp(nullable=False),
+    "updated_at": _UPDATED_AT,
+}

@@ -1,0 +1,59 @@
+"""Every literal the connector relies on, in one place.
+
+Values documented by the Rackwave API reference are marked "documented"; values the reference is
+silent about are marked "assumed" and listed in the README, each one setting away from change.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+SOURCE_NAME = "rackwave"
+
+# Documented: the two environments and their base URLs.
+ENVIRONMENTS: Dict[str, str] = {
+    "production": "https://api.rackwave.io/v1",
+    "sandbox": "https://sandbox.api.rackwave.io/v1",
+}
+DEFAULT_ENVIRONMENT = "production"
+
+# Documented paths, relative to the base URL.
+TOKEN_PATH = "/auth/token"
+LEADS_PATH = "/leads"
+CONTACTS_PATH = "/contacts"  # assumed: same paging, envelope and ordering as leads
+
+# Documented: tokens live 3600 s; the response's expires_in wins when present.
+DEFAULT_TOKEN_LIFETIME_S = 3600
+# Renew this many seconds before the token's announced expiry, so a request never leaves with a
+# token that dies in flight. Capped at half the lifetime for very short-lived tokens.
+TOKEN_REFRESH_MARGIN_S = 60.0
+
+# Documented: per_page defaults to 20 on the API, max 100. We always ask for the max.
+MIN_PER_PAGE = 1
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 100
+
+# Documented lead statuses (a filter value outside these is rejected before any request).
+LEAD_STATUSES: Tuple[str, ...] = ("new", "contacted", "qualified", "won", "lost")
+
+# Incremental loading: the cursor field (documented order: created_at descending).
+CURSOR_FIELD = "created_at"
+PRIMARY_KEY = "id"
+# Seconds behind the stored cursor that every incremental run re-reads (merge makes it idempotent).
+DEFAULT_LOOKBACK = "0s"
+# How often a run turns into a full scan that merges updates and removes deleted records.
+DEFAULT_FULL_SCAN_EVERY = "24h"
+# What a full scan does with records that are gone from the API: "delete" removes them.
+DELETED_RECORDS_MODES: Tuple[str, ...] = ("delete",)
+DEFAULT_DELETED_RECORDS = "delete"
+
+# HTTP: connect/read timeout in seconds (dlt's [runtime] request_timeout overrides it).
+REQUEST_TIMEOUT_S = 60.0
+# Assumed (the reference documents 429 + Retry-After but no quota): how long in total a single
+# request may wait on 429 answers before the run gives up with a rate-limit error.
+MAX_RATE_LIMIT_WAIT_S = 600.0
+# Retry-After is documented in seconds; a missing or unparsable header waits this long.
+DEFAULT_RETRY_AFTER_S = 1.0
+
+# Hosts that may be reached over plain HTTP (the sandbox, local tests). Anything else needs HTTPS.
+LOOPBACK_HOSTS: Tuple[str, ...] = ("localhost", "::1")

@@ -1,0 +1,87 @@
+"""The ``rackwave`` dlt source: validates settings, then composes the resources."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import dlt
+from dlt.extract.resource import DltResource
+
+from . import settings as S
+from .client import RackwaveClient
+from .config import (
+    RackwaveSettings,
+    parse_duration,
+    parse_timestamp,
+    require_secret,
+    resolve_base_url,
+    validate_choice,
+    validate_per_page,
+)
+from .resources import contacts_resource, leads_resource
+
+_NEVER = ("", "never", "off", "none", "false")
+
+
+@dlt.source(name=S.SOURCE_NAME, section=S.SOURCE_NAME)
+def rackwave_source(
+    client_id: str = dlt.secrets.value,
+    client_secret: str = dlt.secrets.value,
+    environment: str = S.DEFAULT_ENVIRONMENT,
+    base_url: Optional[str] = None,
+    per_page: int = S.DEFAULT_PER_PAGE,
+    start_date: Optional[str] = None,
+    lookback: Union[str, int] = S.DEFAULT_LOOKBACK,
+    full_scan_every: Optional[Union[str, int]] = S.DEFAULT_FULL_SCAN_EVERY,
+    full_scan: bool = False,
+    deleted_records: str = S.DEFAULT_DELETED_RECORDS,
+    lead_status: Optional[str] = None,
+    lead_search: Optional[str] = None,
+    max_rate_limit_wait: float = S.MAX_RATE_LIMIT_WAIT_S,
+) -> Sequence[DltResource]:
+    """Rackwave leads and contacts, loaded incrementally and merged on ``id``.
+
+    Configured from ``[sources.rackwave]`` (or ``SOURCES__RACKWAVE__*`` variables). Every setting
+    is checked here, before any request is sent.
+
+    Args:
+        client_id: API client id (secret).
+        client_secret: API client secret (secret).
+        environment: ``production`` or ``sandbox``: picks the documented base URL.
+        base_url: Overrides the environment's URL (HTTPS required except on loopback).
+        per_page: Records per request, 1..100.
+        start_date: Oldest ``created_at`` to load (ISO 8601); older records are never read.
+        lookback: How far behind the stored cursor each incremental run re-reads, e.g. ``"1h"``.
+        full_scan_every: How often a run re-reads everything to pick up updates and deletes,
+            e.g. ``"24h"``; ``"never"`` to disable.
+        full_scan: Force a full scan on this run.
+        deleted_records: What a full scan does with records gone from the API: ``delete``.
+        lead_status: Only leads with this status (passed to the API).
+        lead_search: Only leads matching this text (passed to the API).
+        max_rate_limit_wait: Seconds one request may spend waiting on 429 answers in total.
+    """
+    every = None
+    if full_scan_every is not None and str(full_scan_every).strip().lower() not in _NEVER:
+        every = parse_duration("full_scan_every", full_scan_every)
+    config = RackwaveSettings(
+        base_url=resolve_base_url(environment, base_url),
+        per_page=validate_per_page(per_page),
+        start_date=parse_timestamp("start_date", start_date),
+        lookback=parse_duration("lookback", lookback),
+        full_scan_every=every,
+        force_full_scan=bool(full_scan),
+        deleted_records=validate_choice(
+            "deleted_records", deleted_records, S.DELETED_RECORDS_MODES
+        )
+        or S.DEFAULT_DELETED_RECORDS,
+        lead_status=validate_choice("lead_status", lead_status, S.LEAD_STATUSES),
+        lead_search=(lead_search or None),
+        max_rate_limit_wait=float(max_rate_limit_wait),
+    )
+    client = RackwaveClient(
+        config.base_url,
+        require_secret("client_id", client_id),
+        require_secret("client_secret", client_secret),
+        max_rate_limit_wait=config.max_rate_limit_wait,
+    )
+    return (leads_resource(client, config), contacts_resource(client, config))

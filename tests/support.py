@@ -1,0 +1,87 @@
+"""Test helpers: run the real pipeline against a running sandbox and read the DuckDB file back."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import duckdb
+
+from pipelines.rackwave_pipeline import RunResult, run_pipeline
+from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+DATASET = "rackwave"
+
+
+def pages_for(rows: int, per_page: int = 100) -> int:
+    """Requests a full read of ``rows`` records takes (an empty list still costs one)."""
+    return max(1, math.ceil(rows / per_page))
+
+
+@dataclass
+class Loader:
+    """One user's pipeline, pointed at one sandbox, writing one DuckDB file."""
+
+    server: Any
+    workdir: Path
+    pipeline_name: str = "rackwave"
+    client_id: str = DEMO_CLIENT_ID
+    client_secret: str = DEMO_CLIENT_SECRET
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.workdir / "rackwave.duckdb"
+
+    @property
+    def pipelines_dir(self) -> Path:
+        return self.workdir / "pipelines"
+
+    def run(self, **kwargs: Any) -> RunResult:
+        source_options = {**self.options, **kwargs.pop("source_options", {})}
+        return run_pipeline(
+            base_url=kwargs.pop("base_url", self.server.base_url),
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            duckdb_path=str(self.duckdb_path),
+            pipelines_dir=str(self.pipelines_dir),
+            pipeline_name=self.pipeline_name,
+            source_options=source_options,
+            **kwargs,
+        )
+
+    def query(self, sql: str, *params: Any) -> List[Tuple[Any, ...]]:
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
+            return con.execute(sql, list(params)).fetchall()
+
+    def ids(self, table: str) -> List[str]:
+        return [row[0] for row in self.query(f"SELECT id FROM {DATASET}.{table} ORDER BY id")]
+
+    def count(self, table: str) -> int:
+        return int(self.query(f"SELECT COUNT(*) FROM {DATASET}.{table}")[0][0])
+
+    def row(self, table: str, record_id: str) -> Dict[str, Any]:
+        with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
+            cur = con.execute(f"SELECT * FROM {DATASET}.{table} WHERE id = ?", [record_id])
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        assert len(rows) == 1, f"{record_id} appears {len(rows)} times in {table}"
+        return dict(zip(names, rows[0]))
+
+    def last_run(self, resource: str, result: RunResult) -> Dict[str, Any]:
+        state = result.pipeline.state["sources"]["rackwave"]["resources"][resource]
+        return dict(state["last_run"])
+
+    def table(self, result: RunResult, name: str) -> Any:
+        return next(t for t in result.tables if t.table == name)
+
+
+def sandbox_ids(server: Any, kind: str) -> List[str]:
+    return sorted(server.admin.ids(kind))
+
+
+def page_requests(server: Any, kind: str) -> int:
+    return int(server.admin.requests(f"GET /v1/{kind}"))
