@@ -1,5 +1,5 @@
 # Two entry points for a fresh machine (Python >= 3.10 with venv):
-#   make demo   - set up .venv, start the local sandbox, load it into ./rackwave.duckdb, summarise
+#   make demo   - set up .venv, start the local sandbox, load it into ./rackwave_data.duckdb, summarise
 #   make test   - set up .venv with the test tools and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -24,4 +24,4 @@ test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) rackwave.duckdb .pytest_cache
+	rm -rf $(VENV) rackwave_data.duckdb .pytest_cache

@@ -2,7 +2,7 @@
 
 Runnable as ``python pipelines/rackwave_pipeline.py`` or, once installed, as ``rackwave``:
 
-    rackwave --sandbox                       # demo: local sandbox -> ./rackwave.duckdb
+    rackwave --sandbox                       # demo: local sandbox -> ./rackwave_data.duckdb
     rackwave                                 # credentials from .dlt/secrets.toml or env vars
     rackwave --destination postgres --full-scan
 
@@ -37,7 +37,9 @@ from rackwave_source.exceptions import (
 )
 from pipelines.summary import TableSummary, count_rows, render, resource_state, summarize
 
-DEFAULT_DUCKDB_FILE = "rackwave.duckdb"
+# Not "rackwave.duckdb": DuckDB names the catalog after the file, and a catalog named like the
+# dataset ("rackwave") makes every `rackwave.leads` reference ambiguous, for dlt and for users.
+DEFAULT_DUCKDB_FILE = "rackwave_data.duckdb"
 SANDBOX_LEADS = 10_000
 SANDBOX_CONTACTS = 5_000
 EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
@@ -59,7 +61,7 @@ class RunResult:
 
 
 def make_destination(name: str, duckdb_path: Optional[str]) -> Any:
-    """The destination factory; DuckDB writes ``./rackwave.duckdb`` unless configured otherwise.
+    """The destination factory; DuckDB writes ``./rackwave_data.duckdb`` unless configured otherwise.
 
     Full scans replace tables; ``insert-from-staging`` swaps the new rows in one transaction, so
     a load that fails half way never leaves a table emptied. A configured strategy wins.
@@ -68,17 +70,20 @@ def make_destination(name: str, duckdb_path: Optional[str]) -> Any:
     if dlt.config.get("destination.replace_strategy") is None:
         options["replace_strategy"] = "insert-from-staging"
     if name == "duckdb" and dlt.config.get("destination.duckdb.credentials") is None:
-        options["credentials"] = duckdb_path or DEFAULT_DUCKDB_FILE
+        # Absolute, so the file lands in the current folder whatever dlt's local_dir says.
+        options["credentials"] = os.path.abspath(duckdb_path or DEFAULT_DUCKDB_FILE)
     return Destination.from_reference(name, **options)
 
 
 def unwrap(exc: BaseException) -> BaseException:
     """Finds our own error inside dlt's step/extraction wrappers."""
-    seen = exc
-    while seen is not None:
+    seen: Optional[BaseException] = exc
+    visited = set()
+    while seen is not None and id(seen) not in visited:
         if isinstance(seen, RackwaveError):
             return seen
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+        visited.add(id(seen))
+        seen = seen.__cause__ or seen.__context__
     return exc
 
 
@@ -139,7 +144,11 @@ def run_pipeline(
     try:
         pipeline.run(source, refresh="drop_sources" if full_refresh else None)
     except PipelineStepFailed as exc:
-        raise unwrap(exc) from exc
+        error = unwrap(exc)
+        if error is exc:
+            raise
+        # Re-raised bare: chaining it to dlt's wrapper (which already contains it) makes a cycle.
+        raise error from None
     tables = summarize(pipeline, selected, before, cursors)
     return RunResult(pipeline, tables, time.monotonic() - started, destination, dataset)
 
@@ -159,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load Rackwave leads and contacts into a warehouse (DuckDB by default).",
     )
     parser.add_argument("--destination", default="duckdb",
-                        help="dlt destination name (default: duckdb, writing ./rackwave.duckdb)")
+                        help="dlt destination name (default: duckdb, writing ./rackwave_data.duckdb)")
     parser.add_argument("--dataset", default="rackwave", help="dataset/schema name")
     parser.add_argument("--pipeline-name", default="rackwave", help="dlt pipeline name")
     parser.add_argument("--resources", default=",".join(RESOURCES),

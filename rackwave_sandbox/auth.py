@@ -30,6 +30,8 @@ class TokenStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
+        # Every token ever issued, in order: in-process tests search logs and files for them.
+        self._issued: list[str] = []
 
     def issue(self, ttl: float) -> str:
         """Create a new random token valid for ``ttl`` seconds."""
@@ -39,7 +41,13 @@ class TokenStore:
             if len(self._tokens) > 10000:
                 self._prune(now)
             self._tokens[token] = now + ttl
+            self._issued.append(token)
         return token
+
+    def issued(self) -> list[str]:
+        """All tokens issued so far, revoked and expired ones included."""
+        with self._lock:
+            return list(self._issued)
 
     def _prune(self, now: float) -> None:
         limit = now - self.FORGET_AFTER

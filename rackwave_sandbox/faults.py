@@ -9,6 +9,7 @@ between two pages of a client's pagination to test consistency handling.
 from __future__ import annotations
 
 import random
+import re
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,8 +19,15 @@ from rackwave_sandbox.store import RecordError, Store
 
 TOKEN_PATH = "/v1/auth/token"
 FAULT_KINDS: tuple[str, ...] = ("500", "502_html", "drop", "truncate", "truncate_json", "429")
-#: Fault kinds applied before the request is processed (no real response needed).
-PRE_FAULTS = frozenset({"500", "502_html", "drop", "429"})
+#: Fault kinds that need the real response (they mangle it); all others are
+#: answered before the request is processed.
+POST_FAULTS = frozenset({"truncate", "truncate_json"})
+_STATUS_KIND = re.compile(r"^[45]\d\d$")
+
+
+def is_status_kind(kind: str) -> bool:
+    """Any ``"4xx"``/``"5xx"`` string is a JSON error fault with that status."""
+    return bool(_STATUS_KIND.match(kind))
 
 BAD_GATEWAY_HTML = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -45,6 +53,7 @@ class Fault:
     path: str | None = None
     after: int = 0
     retry_after: int = 1
+    message: str | None = None
 
     def matches(self, path: str) -> bool:
         """Explicit ``path`` is a prefix; otherwise any /v1 path but the token one."""
@@ -95,8 +104,13 @@ class FaultInjector:
             if not isinstance(item, dict):
                 raise FaultError("each fault must be an object")
             kind = str(item.get("kind", ""))
-            if kind not in FAULT_KINDS:
-                raise FaultError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+            if kind not in FAULT_KINDS and not is_status_kind(kind):
+                raise FaultError(
+                    f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS} or any 4xx/5xx status"
+                )
+            message = item.get("message")
+            if message is not None and not isinstance(message, str):
+                raise FaultError("message must be a string")
             path = item.get("path")
             if path is not None and not isinstance(path, str):
                 raise FaultError("path must be a string")
@@ -107,6 +121,7 @@ class FaultInjector:
                     path=path or None,
                     after=_as_int(item.get("after", 0), "after", 0),
                     retry_after=_as_int(item.get("retry_after", 1), "retry_after", 0),
+                    message=message,
                 )
             )
         with self._lock:
@@ -130,6 +145,8 @@ class FaultInjector:
         ``after`` is positive counts this request; the first matching fault
         whose ``after`` was already exhausted fires and spends one ``count``.
         """
+        if not self._queue and error_rate <= 0 and drop_rate <= 0:
+            return None  # hot path: nothing configured, no lock needed
         with self._lock:
             chosen: Fault | None = None
             for fault in self._queue:
@@ -143,7 +160,7 @@ class FaultInjector:
                 chosen.count -= 1
                 if chosen.count <= 0:
                     self._queue.remove(chosen)
-                return Fault(kind=chosen.kind, retry_after=chosen.retry_after)
+                return Fault(kind=chosen.kind, retry_after=chosen.retry_after, message=chosen.message)
             if (error_rate > 0 or drop_rate > 0) and _default_match(path):
                 draw = self._rng.random()
                 if draw < drop_rate:

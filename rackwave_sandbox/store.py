@@ -8,6 +8,7 @@ Updating a record re-serialises it, which is the cache invalidation.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import threading
@@ -35,6 +36,17 @@ class Rec:
     def sort_key(self) -> tuple[int, str]:
         """Ascending key; API order (newest first, id desc) is its reverse."""
         return (self.created, self.id)
+
+
+def dumps(obj: Any) -> bytes:
+    """Serialise with orjson and copy the result into an exact-size bytes object.
+
+    orjson (3.13 as measured) hands back bytes that keep ~4 KB of allocator
+    memory each; kept for a million records that is 4 GB and makes
+    generation crawl. Copying through a memoryview costs ~0.1 us and
+    releases the buffer (200k records: 798 MB/2.7 s -> 48 MB/0.16 s).
+    """
+    return bytes(memoryview(orjson.dumps(obj)))
 
 
 def _key(rec: Rec) -> tuple[int, str]:
@@ -67,15 +79,20 @@ class Collection:
         self._emails: dict[str, str] | None = None
 
     # -- loading -----------------------------------------------------------------
-    def load(self, records: Iterable[dict[str, Any]], keep_ids: list[str] | None = None) -> None:
-        """Replace the content with ``records`` (serialised immediately)."""
-        dumps = orjson.dumps
+    def load(self, records: Iterable[tuple[int, dict[str, Any]]], keep_ids: list[str] | None = None) -> None:
+        """Replace the content with ``(created, record)`` pairs (serialised immediately)."""
         recs: list[Rec] = []
-        for record in records:
-            rid = record["id"]
-            recs.append(Rec(parse_ts(record["created_at"]), rid, dumps(record)))
-            if keep_ids is not None:
-                keep_ids.append(rid)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # millions of new container objects: avoid repeated full collections
+        try:
+            for created, record in records:
+                rid = record["id"]
+                recs.append(Rec(created, rid, dumps(record)))
+                if keep_ids is not None:
+                    keep_ids.append(rid)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         recs.sort(key=_key)
         self._asc = recs
         self._by_id = {rec.id: rec for rec in recs}
@@ -209,7 +226,7 @@ class Collection:
             created = parse_ts(str(record["created_at"]))
         except (KeyError, ValueError) as exc:
             raise RecordError(422, f"Invalid created_at: {exc}") from exc
-        rec = Rec(created, rid, orjson.dumps(record))
+        rec = Rec(created, rid, dumps(record))
         self._insort(rec)
         self._by_id[rid] = rec
         self._index_email(record, add=True)
@@ -244,7 +261,7 @@ class Collection:
             raise RecordError(422, f"Invalid created_at: {exc}") from exc
         del self._asc[self._position(rec)]
         rec.created = created
-        rec.raw = orjson.dumps(record)
+        rec.raw = dumps(record)
         self._insort(rec)
         self._index_email(record, add=True)
         self._invalidate()

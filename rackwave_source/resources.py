@@ -26,14 +26,18 @@ def read_records(
 
     The first yield carries the write disposition of this run: ``replace`` for a full scan (so
     records deleted from the API leave the table), ``merge`` otherwise. It is yielded even when the
-    API has no records, so that a full scan of an emptied account empties the table.
+    API has no records, so that a full scan of an emptied account empties the table, and a new
+    account's tables exist (with every declared column) before its first record.
     """
     state = dlt.current.resource_state()
     started_at = utc_now()
     plan = plan_scan(state, config, started_at)
     rows = RowFilter(resource, plan.since)
     disposition = "replace" if plan.full_scan else "merge"
-    yield dlt.mark.with_hints([], dlt.mark.make_hints(write_disposition=disposition))
+    # materialize_table_schema: the table exists with its declared columns even while empty.
+    yield dlt.mark.with_hints(
+        dlt.mark.materialize_table_schema(), dlt.mark.make_hints(write_disposition=disposition)
+    )
     pages = 0
     http_before = client.stats(path)
     for page in iter_pages(client, resource, path, config.per_page, filters):

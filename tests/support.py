@@ -34,7 +34,7 @@ class Loader:
 
     @property
     def duckdb_path(self) -> Path:
-        return self.workdir / "rackwave.duckdb"
+        return self.workdir / "rackwave_data.duckdb"
 
     @property
     def pipelines_dir(self) -> Path:

@@ -31,7 +31,7 @@ def test_sandbox_demo_loads_then_runs_incrementally(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "leads     full scan" in first.stdout
     assert "300" in first.stdout and "120" in first.stdout
-    with duckdb.connect(str(tmp_path / "rackwave.duckdb"), read_only=True) as con:
+    with duckdb.connect(str(tmp_path / "rackwave_data.duckdb"), read_only=True) as con:
         assert con.execute("SELECT COUNT(*) FROM rackwave.leads").fetchone() == (300,)
         assert con.execute("SELECT COUNT(*) FROM rackwave.contacts").fetchone() == (120,)
 

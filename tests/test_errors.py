@@ -69,7 +69,10 @@ def test_400_and_403_raise_typed_errors_during_a_run(sandbox, loader, status, er
     assert sandbox.admin.requests("GET /v1/leads") == 1  # client errors are not retried
 
 
-def test_transient_faults_are_retried_and_the_load_is_complete(sandbox, loader, fast_retries):
+def test_transient_faults_are_retried_and_the_load_is_complete(
+    sandbox, loader, fast_retries, monkeypatch
+):
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "6")
     sandbox.admin.add_faults([
         {"kind": "500", "count": 2, "path": "/v1/leads"},
         {"kind": "drop", "count": 1, "path": "/v1/contacts"},

@@ -1,0 +1,81 @@
+"""Shared pytest fixtures: in-process Rackwave sandboxes on free ports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from rackwave_sandbox import RunningServer, Sandbox, SandboxConfig
+
+SandboxFactory = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[SandboxFactory]:
+    """Start sandboxes on demand: ``sandbox_factory(leads=10, token_ttl=1)``.
+
+    Every server started through the factory is stopped at teardown.
+    """
+    servers: list[RunningServer] = []
+
+    def start(leads: int = 250, contacts: int = 120, **config: Any) -> RunningServer:
+        server = Sandbox(SandboxConfig(leads=leads, contacts=contacts, **config)).serve(port=0)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory: SandboxFactory) -> RunningServer:
+    """A fresh running sandbox with 250 leads and 120 contacts (seed 42)."""
+    return sandbox_factory(leads=250, contacts=120)
+
+
+# --- the connector's side: isolated pipelines writing real DuckDB files --------------------------
+
+from pathlib import Path  # noqa: E402
+
+from support import Loader  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test runs in its own folder, with no Rackwave or dlt settings leaking in from outside.
+
+    The working directory is the test's folder, so the repository's `.dlt/config.toml` is not read:
+    tests state every setting they rely on.
+    """
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("SOURCES__", "RUNTIME__", "DESTINATION__", "NORMALIZE__", "LOAD__")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+LoaderFactory = Callable[..., Loader]
+
+
+@pytest.fixture
+def make_loader(tmp_path: Path) -> LoaderFactory:
+    """``make_loader(server, per_page=3)``: a pipeline on ``server`` with source settings."""
+
+    def make(server: RunningServer, pipeline_name: str = "rackwave", **options: Any) -> Loader:
+        return Loader(server=server, workdir=tmp_path, pipeline_name=pipeline_name,
+                      options=options)
+
+    return make
+
+
+@pytest.fixture
+def loader(sandbox: RunningServer, make_loader: LoaderFactory) -> Loader:
+    """The default user: the `sandbox` fixture loaded into `<tmp>/rackwave_data.duckdb`."""
+    return make_loader(sandbox)
