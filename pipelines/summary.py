@@ -83,7 +83,8 @@ def summarize(
             # Records are never created in the past, so what is newer than the old cursor is new.
             newer = count_newer_than(pipeline, name, cursors_before.get(name))
             new = rows_after if newer is None else newer
-            removed = max(0, rows_before + new - rows_after)
+            # deleted_records = "flag" keeps the rows: count those newly flagged instead.
+            removed = int(run.get("flagged_deleted", 0)) or max(0, rows_before + new - rows_after)
         else:
             new = max(0, rows_after - rows_before)
             removed = 0
@@ -139,7 +140,8 @@ def render(
         fmt(headers),
         fmt(["-" * w for w in widths]),
         *(fmt(line) for line in body),
-        "* updated: existing records read again and merged (changed or not).",
+        "* updated: existing records read again and merged (changed or not); removed: deleted "
+        "from the API (dropped, or flagged with deleted_records = \"flag\").",
         f"Requests: {sum(r.requests for r in rows)} list requests, "
         f"{sum(r.rate_limited for r in rows)} of them answered 429 and retried.",
     ]

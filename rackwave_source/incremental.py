@@ -147,6 +147,7 @@ def remember(
     started_at: datetime,
     pages: int,
     http: Dict[str, int],
+    flagged_deleted: int = 0,
 ) -> None:
     """Advances the state after every page was read (a failed run never gets here)."""
     cursor = state.get(STATE_CURSOR)
@@ -161,6 +162,7 @@ def remember(
         "pages": pages,
         "rows": rows.kept,
         "rows_skipped_as_shifted": rows.skipped_shifted,
+        "flagged_deleted": flagged_deleted,
         "requests": http.get("requests", 0),
         "rate_limited": http.get("rate_limited", 0),
     }

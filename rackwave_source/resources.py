@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Dict, Iterator, Mapping, Optional, Set
 
 import dlt
 from dlt.extract.resource import DltResource
@@ -10,6 +10,7 @@ from dlt.extract.resource import DltResource
 from . import settings as S
 from .client import RackwaveClient
 from .config import RackwaveSettings
+from .deletions import DELETED_AT, DELETED_AT_COLUMN, missing_rows
 from .incremental import RowFilter, plan_scan, remember, utc_now
 from .paging import iter_pages
 from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
@@ -25,7 +26,8 @@ def read_records(
     """Yields one list per page: every record on a full scan, new ones on an incremental run.
 
     The first yield carries the write disposition of this run: ``replace`` for a full scan (so
-    records deleted from the API leave the table), ``merge`` otherwise. It is yielded even when the
+    records deleted from the API leave the table, or, with ``deleted_records = "flag"``, come
+    back flagged), ``merge`` otherwise. It is yielded even when the
     API has no records, so that a full scan of an emptied account empties the table, and a new
     account's tables exist (with every declared column) before its first record.
     """
@@ -33,23 +35,33 @@ def read_records(
     started_at = utc_now()
     plan = plan_scan(state, config, started_at)
     rows = RowFilter(resource, plan.since)
-    disposition = "replace" if plan.full_scan else "merge"
-    # materialize_table_schema: the table exists with its declared columns even while empty.
-    yield dlt.mark.with_hints(
-        dlt.mark.materialize_table_schema(), dlt.mark.make_hints(write_disposition=disposition)
+    flagging = config.deleted_records == "flag"
+    hints = dlt.mark.make_hints(
+        write_disposition="replace" if plan.full_scan else "merge",
+        columns=DELETED_AT_COLUMN if flagging else None,
     )
+    # materialize_table_schema: the table exists with its declared columns even while empty.
+    yield dlt.mark.with_hints(dlt.mark.materialize_table_schema(), hints)
+    seen: Optional[Set[str]] = set() if flagging and plan.full_scan else None
     pages = 0
     http_before = client.stats(path)
     for page in iter_pages(client, resource, path, config.per_page, filters):
         pages += 1
         kept = rows.accept(page.number, page.records)
         if kept:
+            if seen is not None:
+                seen.update(record[S.PRIMARY_KEY] for record in kept)
             yield kept
         if rows.reached_bound:
             break
+    flagged = 0
+    if seen is not None:
+        for batch in missing_rows(resource, seen, started_at):
+            flagged += sum(1 for row in batch if row[DELETED_AT] == started_at)
+            yield batch
     http_after = client.stats(path)
     http = {key: http_after[key] - http_before[key] for key in http_after}
-    remember(state, plan, rows, started_at, pages, http)
+    remember(state, plan, rows, started_at, pages, http, flagged)
 
 
 def _resource(

@@ -43,8 +43,9 @@ PRIMARY_KEY = "id"
 DEFAULT_LOOKBACK = "0s"
 # How often a run turns into a full scan that merges updates and removes deleted records.
 DEFAULT_FULL_SCAN_EVERY = "24h"
-# What a full scan does with records that are gone from the API: "delete" removes them.
-DELETED_RECORDS_MODES: Tuple[str, ...] = ("delete",)
+# What a full scan does with records that are gone from the API: "delete" removes them, "flag"
+# keeps them with _rackwave_deleted_at set.
+DELETED_RECORDS_MODES: Tuple[str, ...] = ("delete", "flag")
 DEFAULT_DELETED_RECORDS = "delete"
 
 # HTTP: connect/read timeout in seconds (dlt's [runtime] request_timeout overrides it).

@@ -88,3 +88,15 @@ def test_threads_sharing_a_client_exchange_one_token(sandbox):
 
     assert sandbox.admin.requests(TOKEN) == 1
     assert [p["meta"]["current_page"] for p in pages] == list(range(1, 17))
+
+
+def test_a_token_refused_even_after_renewal_is_a_clear_error(sandbox, loader):
+    sandbox.admin.add_faults([{"kind": "401", "count": 2, "path": "/v1/leads",
+                               "message": "Unauthenticated."}])
+
+    with pytest.raises(AuthenticationError) as raised:
+        loader.run(resources=["leads"])
+
+    assert "refused a freshly issued access token (HTTP 401)" in str(raised.value)
+    assert sandbox.admin.requests(TOKEN) == 2  # renewed exactly once
+    assert sandbox.admin.requests("GET /v1/leads") == 2

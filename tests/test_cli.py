@@ -35,7 +35,8 @@ def test_sandbox_demo_loads_then_runs_incrementally(tmp_path):
         assert con.execute("SELECT COUNT(*) FROM rackwave.leads").fetchone() == (300,)
         assert con.execute("SELECT COUNT(*) FROM rackwave.contacts").fetchone() == (120,)
 
-    second = rackwave(tmp_path, "--sandbox", "--sandbox-leads", "300", "--sandbox-contacts", "120")
+    second = rackwave(tmp_path, "--sandbox", "--sandbox-leads", "300", "--sandbox-contacts", "120",
+                      "--progress")
     assert second.returncode == 0, second.stderr
     assert "leads     incremental" in second.stdout
 

@@ -85,3 +85,47 @@ def test_full_scans_can_be_switched_off(sandbox, make_loader, value):
     loader.run(resources=["contacts"])
     result = loader.run(resources=["contacts"])
     assert loader.table(result, "contacts").mode == "incremental"
+
+
+def test_flag_mode_keeps_deleted_records_marked_with_when_they_went(sandbox, make_loader):
+    loader = make_loader(sandbox, deleted_records="flag")
+    loader.run(resources=["contacts"])
+    records = sandbox.admin.records("contacts")
+    gone = [records[1], records[-1]]
+    for record in gone:
+        sandbox.admin.delete("contacts", record["id"])
+
+    result = loader.run(resources=["contacts"], full_scan=True)
+
+    live = loader.query(
+        "SELECT id FROM rackwave.contacts WHERE _rackwave_deleted_at IS NULL ORDER BY id")
+    assert [r[0] for r in live] == sandbox_ids(sandbox, "contacts")
+    flagged = {r["id"]: r for r in (loader.row("contacts", g["id"]) for g in gone)}
+    assert all(row["_rackwave_deleted_at"] is not None for row in flagged.values())
+    # the flagged copy is the record as it was, tags still a JSON array of strings
+    import json
+    for record in gone:
+        row = flagged[record["id"]]
+        assert row["email"] == record["email"]
+        assert json.loads(row["tags"]) == record["tags"]
+        assert row["address__city"] == record["address"]["city"]
+    assert loader.table(result, "contacts").removed == 2
+    first_flag = {g["id"]: flagged[g["id"]]["_rackwave_deleted_at"] for g in gone}
+
+    again = loader.run(resources=["contacts"], full_scan=True)
+
+    assert loader.count("contacts") == len(records)
+    assert {g["id"]: loader.row("contacts", g["id"])["_rackwave_deleted_at"] for g in gone} \
+        == first_flag
+    assert loader.table(again, "contacts").removed == 0
+
+
+def test_full_refresh_drops_tables_and_state_then_reloads(sandbox, loader):
+    loader.run()
+    victim = sandbox.admin.ids("leads")[0]
+    sandbox.admin.delete("leads", victim)
+
+    result = loader.run(full_refresh=True)
+
+    assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
+    assert loader.last_run("leads", result)["reason"] == "first run"
