@@ -43,6 +43,7 @@ DEFAULT_DUCKDB_FILE = "rackwave_data.duckdb"
 SANDBOX_LEADS = 10_000
 SANDBOX_CONTACTS = 5_000
 EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
+ADD_LOAD_ID_KEY = "normalize.parquet_normalizer.add_dlt_load_id"
 
 
 @dataclass
@@ -127,6 +128,10 @@ def run_pipeline(
             "(or try the local demo: rackwave --sandbox).",
         ) from None
 
+    # Records arrive as Arrow tables; ask dlt to stamp each row with its load id, as it does for
+    # dicts, so dbt models can select what a load brought (a configured value wins).
+    if dlt.config.get(ADD_LOAD_ID_KEY) is None:
+        dlt.config[ADD_LOAD_ID_KEY] = True
     pipeline = dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=make_destination(destination, duckdb_path),

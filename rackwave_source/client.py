@@ -8,8 +8,9 @@ which dlt does not do on its own.
 
 429 is deliberately *not* left to dlt's attempt counter: a burst of rate limiting is normal API
 behaviour, not a failure, so it is handled here with a time budget (``max_rate_limit_wait``)
-instead of 5 attempts, and the pause it asks for (Retry-After) is shared by every thread using
-this client, so concurrent workers back off together instead of hammering the API.
+instead of 5 attempts, through a :class:`~rackwave_source.throttle.Throttle` shared by every
+thread using this client: the pause Retry-After asks for stops all workers, and the rate the
+server tolerates is learned so that the next 429 is rare.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client
 
 from . import settings as S
 from .auth import RackwaveTokenAuth, make_auth
+from .throttle import Throttle
 from .exceptions import (
     AuthenticationError,
     RateLimitError,
@@ -79,11 +81,14 @@ class RackwaveClient:
         *,
         max_rate_limit_wait: float = S.MAX_RATE_LIMIT_WAIT_S,
         refresh_margin_seconds: Optional[float] = None,
+        max_requests_per_second: Optional[float] = None,
+        max_connections: int = S.DEFAULT_CONCURRENCY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_rate_limit_wait = max_rate_limit_wait
         self._http = Client(
             request_timeout=S.REQUEST_TIMEOUT_S,
+            max_connections=max(max_connections, 1),
             raise_for_status=False,
             status_codes=tuple(range(500, 600)),
             exceptions=DEFAULT_RETRY_EXCEPTIONS,
@@ -95,8 +100,7 @@ class RackwaveClient:
         self.auth: RackwaveTokenAuth = make_auth(
             self.base_url, client_id, client_secret, self._http, refresh_margin_seconds
         )
-        self._pause_lock = threading.Lock()
-        self._paused_until = 0.0
+        self.throttle = Throttle(max_requests_per_second)
         self._stats_lock = threading.Lock()
         self.requests_by_path: Counter[str] = Counter()
         self.rate_limited_by_path: Counter[str] = Counter()
@@ -104,18 +108,6 @@ class RackwaveClient:
     @property
     def max_attempts(self) -> int:
         return int(self._http._retry_kwargs["max_attempts"])
-
-    def _wait_for_rate_budget(self) -> None:
-        while True:
-            with self._pause_lock:
-                delay = self._paused_until - time.monotonic()
-            if delay <= 0:
-                return
-            time.sleep(delay)
-
-    def _pause_all(self, seconds: float) -> None:
-        with self._pause_lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def get(self, path: str, params: Optional[Mapping[str, Any]] = None) -> Any:
         """GETs ``path`` and returns its decoded JSON body.
@@ -129,7 +121,7 @@ class RackwaveClient:
         url = self.base_url + path
         waited = 0.0
         while True:
-            self._wait_for_rate_budget()
+            self.throttle.acquire()
             try:
                 response = self._http.get(url, params=dict(params or {}), auth=self.auth)
             except RequestException as exc:
@@ -153,8 +145,9 @@ class RackwaveClient:
                         f"{waited:.0f} s. Lower the load on this account or raise "
                         "max_rate_limit_wait under [sources.rackwave]."
                     )
-                self._pause_all(delay)
+                self.throttle.rate_limited_for(delay)
                 continue
+            self.throttle.succeeded()
             return self._decode(url, response)
 
     def _decode(self, url: str, response: Response) -> Any:

@@ -34,6 +34,8 @@ class RackwaveSettings:
     lead_status: Optional[str]
     lead_search: Optional[str]
     max_rate_limit_wait: float
+    concurrency: int
+    max_requests_per_second: Optional[float]
 
 
 def is_loopback(host: str) -> bool:
@@ -179,3 +181,33 @@ def require_secret(setting: str, value: Optional[str]) -> str:
             f"variable {env}.",
         )
     return str(value).strip()
+
+
+def validate_concurrency(value: object) -> int:
+    """Parallel page requests of a full scan: 1 (sequential) .. MAX_CONCURRENCY."""
+    text = str(value).strip()
+    number = int(text) if text.isdigit() and not isinstance(value, bool) else -1
+    if not 1 <= number <= S.MAX_CONCURRENCY:
+        raise ConfigurationError(
+            "concurrency",
+            f"{value!r} is outside 1..{S.MAX_CONCURRENCY}",
+            f"Use a whole number of parallel requests; {S.DEFAULT_CONCURRENCY} is the default.",
+        )
+    return number
+
+
+def validate_rate(value: object) -> Optional[float]:
+    """An optional requests-per-second quota; None or 0 means "learn it from 429s"."""
+    if value is None or value == "" or value == 0:
+        return None
+    try:
+        rate = float(str(value))
+    except ValueError:
+        rate = -1.0
+    if not rate > 0:
+        raise ConfigurationError(
+            "max_requests_per_second",
+            f"{value!r} is not a positive number",
+            "Set the account's quota in requests per second (e.g. 50), or leave it unset.",
+        )
+    return rate

@@ -13,7 +13,7 @@ setting and not the default.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Set
+from typing import Dict, Iterator, Set
 
 import dlt
 import pyarrow as pa
@@ -31,7 +31,7 @@ DELETED_AT_COLUMN: Dict[str, TColumnSchema] = {
 _CHUNK = 10_000
 
 
-def missing_rows(resource: str, seen: Set[str], flagged_at: datetime) -> Iterator[List[Dict[str, Any]]]:
+def missing_rows(resource: str, seen: Set[str], flagged_at: datetime) -> Iterator[pa.Table]:
     """Yields, in chunks, the destination's rows of ``resource`` whose id is not in ``seen``."""
     pipeline = dlt.current.pipeline()
     schema = pipeline.schemas.get(S.SOURCE_NAME) if S.SOURCE_NAME in pipeline.schemas else None
@@ -49,15 +49,25 @@ def missing_rows(resource: str, seen: Set[str], flagged_at: datetime) -> Iterato
     for chunk in relation.iter_arrow(chunk_size=_CHUNK):
         gone = chunk.filter(pc.invert(pc.is_in(chunk.column(S.PRIMARY_KEY), value_set=seen_ids)))
         if gone.num_rows:
-            yield [_as_deleted(row, json_columns, flagged_at) for row in gone.to_pylist()]
+            yield _as_deleted(gone, json_columns, flagged_at)
 
 
-def _as_deleted(row: Dict[str, Any], json_columns: Set[str], flagged_at: datetime) -> Dict[str, Any]:
-    record = {k: v for k, v in row.items() if not k.startswith("_dlt_")}
-    for name in json_columns:
-        value = record.get(name)
-        if isinstance(value, (str, bytes)):
-            record[name] = json.loads(value)
-    if record.get(DELETED_AT) is None:
-        record[DELETED_AT] = flagged_at
-    return record
+def _as_deleted(table: pa.Table, json_columns: Set[str], flagged_at: datetime) -> pa.Table:
+    """The rows as they were loaded, minus dlt's own columns, with the deletion time set."""
+    table = table.drop_columns([n for n in table.column_names if n.startswith("_dlt_")])
+    for name in json_columns & set(table.column_names):
+        column = table.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            # JSON read back as text (DuckDB, Postgres): make it the list it was loaded as
+            values = [None if v is None else json.loads(v) for v in column.to_pylist()]
+            table = table.set_column(
+                table.schema.get_field_index(name), name, pa.array(values, pa.list_(pa.string()))
+            )
+    when = pa.scalar(flagged_at, pa.timestamp("us", tz="UTC"))
+    if DELETED_AT in table.column_names:
+        index = table.schema.get_field_index(DELETED_AT)
+        current = table.column(DELETED_AT).cast(pa.timestamp("us", tz="UTC"))
+        table = table.set_column(index, DELETED_AT, pc.fill_null(current, when))
+    else:
+        table = table.append_column(DELETED_AT, pa.array([flagged_at] * table.num_rows, when.type))
+    return table

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, Mapping, Optional, Set
 
 import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
 from . import settings as S
@@ -12,7 +14,8 @@ from .client import RackwaveClient
 from .config import RackwaveSettings
 from .deletions import DELETED_AT, DELETED_AT_COLUMN, missing_rows
 from .incremental import RowFilter, plan_scan, remember, utc_now
-from .paging import iter_pages
+from .paging import iter_pages, iter_pages_concurrent
+from .records import ArrowBatch, arrow_schema, to_arrow
 from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
 
 
@@ -21,9 +24,10 @@ def read_records(
     resource: str,
     path: str,
     config: RackwaveSettings,
+    columns: TColumns,
     filters: Optional[Mapping[str, str]] = None,
 ) -> Iterator[Any]:
-    """Yields one list per page: every record on a full scan, new ones on an incremental run.
+    """Yields one Arrow table per page: every record on a full scan, new ones on an incremental run.
 
     The first yield carries the write disposition of this run: ``replace`` for a full scan (so
     records deleted from the API leave the table, or, with ``deleted_records = "flag"``, come
@@ -45,20 +49,34 @@ def read_records(
     seen: Optional[Set[str]] = set() if flagging and plan.full_scan else None
     pages = 0
     http_before = client.stats(path)
-    for page in iter_pages(client, resource, path, config.per_page, filters):
+    if plan.full_scan:
+        page_source = iter_pages_concurrent(
+            client, resource, path, config.per_page, filters, config.concurrency
+        )
+    else:  # newest first: read one page at a time and stop as soon as the cursor is passed
+        page_source = iter_pages(client, resource, path, config.per_page, filters)
+    arrow = arrow_schema(columns)
+    batch = ArrowBatch()
+    for page in page_source:
         pages += 1
         kept = rows.accept(page.number, page.records)
         if kept:
             if seen is not None:
                 seen.update(record[S.PRIMARY_KEY] for record in kept)
-            yield kept
+            table = batch.add(to_arrow(resource, page.number, kept, columns, arrow))
+            if table is not None:
+                yield table
         if rows.reached_bound:
             break
+    table = batch.flush()
+    if table is not None:
+        yield table
     flagged = 0
     if seen is not None:
-        for batch in missing_rows(resource, seen, started_at):
-            flagged += sum(1 for row in batch if row[DELETED_AT] == started_at)
-            yield batch
+        when = pa.scalar(started_at, pa.timestamp("us", tz="UTC"))
+        for table in missing_rows(resource, seen, started_at):
+            flagged += pc.sum(pc.equal(table.column(DELETED_AT), when)).as_py() or 0
+            yield table
     http_after = client.stats(path)
     http = {key: http_after[key] - http_before[key] for key in http_after}
     remember(state, plan, rows, started_at, pages, http, flagged)
@@ -73,7 +91,7 @@ def _resource(
     filters: Optional[Dict[str, str]] = None,
 ) -> DltResource:
     return dlt.resource(
-        read_records(client, name, path, config, filters),
+        read_records(client, name, path, config, columns, filters),
         name=name,
         primary_key=S.PRIMARY_KEY,
         write_disposition="merge",

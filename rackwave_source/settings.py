@@ -48,6 +48,14 @@ DEFAULT_FULL_SCAN_EVERY = "24h"
 DELETED_RECORDS_MODES: Tuple[str, ...] = ("delete", "flag")
 DEFAULT_DELETED_RECORDS = "delete"
 
+# Full scans fetch pages concurrently (page 1 tells meta.last_page). Chosen by measurement on
+# the benchmark (benchmarks/README.md); incremental runs stay sequential to stop early.
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 64
+
+# Rows per Arrow item handed to dlt (dlt's per-item overhead is ~6 ms; see records.ArrowBatch).
+ARROW_BATCH_ROWS = 5_000
+
 # HTTP: connect/read timeout in seconds (dlt's [runtime] request_timeout overrides it).
 REQUEST_TIMEOUT_S = 60.0
 # Assumed (the reference documents 429 + Retry-After but no quota): how long in total a single

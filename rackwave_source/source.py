@@ -16,7 +16,9 @@ from .config import (
     require_secret,
     resolve_base_url,
     validate_choice,
+    validate_concurrency,
     validate_per_page,
+    validate_rate,
 )
 from .resources import contacts_resource, leads_resource
 
@@ -38,6 +40,8 @@ def rackwave_source(
     lead_status: Optional[str] = None,
     lead_search: Optional[str] = None,
     max_rate_limit_wait: float = S.MAX_RATE_LIMIT_WAIT_S,
+    concurrency: int = S.DEFAULT_CONCURRENCY,
+    max_requests_per_second: Optional[float] = None,
 ) -> Sequence[DltResource]:
     """Rackwave leads and contacts, loaded incrementally and merged on ``id``.
 
@@ -59,6 +63,8 @@ def rackwave_source(
         lead_status: Only leads with this status (passed to the API).
         lead_search: Only leads matching this text (passed to the API).
         max_rate_limit_wait: Seconds one request may spend waiting on 429 answers in total.
+        concurrency: Pages a full scan fetches at once.
+        max_requests_per_second: The account's known quota; unset, the rate is learned from 429s.
     """
     every = None
     if full_scan_every is not None and str(full_scan_every).strip().lower() not in _NEVER:
@@ -77,11 +83,15 @@ def rackwave_source(
         lead_status=validate_choice("lead_status", lead_status, S.LEAD_STATUSES),
         lead_search=(lead_search or None),
         max_rate_limit_wait=float(max_rate_limit_wait),
+        concurrency=validate_concurrency(concurrency),
+        max_requests_per_second=validate_rate(max_requests_per_second),
     )
     client = RackwaveClient(
         config.base_url,
         require_secret("client_id", client_id),
         require_secret("client_secret", client_secret),
         max_rate_limit_wait=config.max_rate_limit_wait,
+        max_requests_per_second=config.max_requests_per_second,
+        max_connections=config.concurrency,
     )
     return (leads_resource(client, config), contacts_resource(client, config))

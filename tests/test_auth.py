@@ -39,9 +39,10 @@ def test_wrong_credentials_fail_before_loading_and_name_the_url(sandbox, make_lo
 
 
 def test_token_expiring_mid_run_is_renewed_ahead_of_expiry(sandbox_factory, make_loader):
-    # 2 s tokens, ~40 pages at 60 ms each: the run outlives several tokens.
+    # 2 s tokens, 200 pages at 60 ms, 4 at a time: the run outlives several tokens, and the
+    # workers renew them together.
     server = sandbox_factory(leads=2_000, contacts=0, token_ttl=2, latency_ms=60)
-    loader = make_loader(server, per_page=50)
+    loader = make_loader(server, per_page=10, concurrency=4)
 
     loader.run(resources=["leads"])
 
@@ -55,7 +56,7 @@ def test_tokens_revoked_mid_run_are_renewed_once_and_the_request_retried(
     sandbox_factory, make_loader
 ):
     server = sandbox_factory(leads=1_500, contacts=0, latency_ms=30)
-    loader = make_loader(server, per_page=50)
+    loader = make_loader(server, per_page=50, concurrency=1)
     stop = threading.Event()
 
     def revoke_after_a_few_pages() -> None:

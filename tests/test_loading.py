@@ -126,3 +126,9 @@ def test_lead_filters_pass_through_to_the_api(sandbox, make_loader):
     searcher.workdir.mkdir()
     searcher.run(resources=["leads"])
     assert searcher.ids("leads") == expected
+
+
+def test_each_row_carries_the_load_that_wrote_it(sandbox, loader):
+    result = loader.run(resources=["leads"])
+    load_ids = loader.query("SELECT DISTINCT _dlt_load_id FROM rackwave.leads")
+    assert load_ids == [(result.pipeline.last_trace.last_load_info.loads_ids[0],)]

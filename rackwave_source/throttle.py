@@ -1,0 +1,86 @@
+"""One request budget shared by every worker of a client.
+
+Rackwave documents 429 + Retry-After but no quota. The throttle therefore:
+
+* pauses *every* worker until Retry-After has passed (not just the one that was refused);
+* learns a request rate from the 429s: the requests that succeeded since the previous 429 (or the
+  start), divided by the time since then plus the pause, is what the server let through, so the
+  rate is set there (never above ``max_requests_per_second`` when the account's quota is known);
+* grows the learned rate back slowly (``growth_per_second``) while no 429 comes, so a limit that
+  was raised, or a low first estimate, is found again.
+
+With no 429 and no configured quota it does nothing at all: concurrency alone bounds the load.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Optional
+
+
+class Throttle:
+    """Thread-safe pacing of requests: a shared pause and an adaptive token-bucket rate."""
+
+    def __init__(
+        self,
+        max_requests_per_second: Optional[float] = None,
+        growth_per_second: float = 0.005,
+        min_rate: float = 0.2,
+    ) -> None:
+        self.max_rate = max_requests_per_second
+        self.rate: Optional[float] = max_requests_per_second
+        self.growth = growth_per_second
+        self.min_rate = min_rate
+        self._lock = threading.Lock()
+        self._paused_until = 0.0
+        self._next_slot = 0.0
+        self._last_change = time.monotonic()
+        self._window_start = time.monotonic()
+        self._window_ok = 0
+        self.rate_limited = 0
+
+    def acquire(self) -> None:
+        """Blocks until this worker may send its next request."""
+        with self._lock:
+            now = time.monotonic()
+            self._grow(now)
+            start = max(now, self._paused_until, self._next_slot)
+            if self.rate:
+                self._next_slot = start + 1.0 / self.rate
+        delay = start - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def _grow(self, now: float) -> None:
+        if self.rate and self.growth and (self.max_rate is None or self.rate < self.max_rate):
+            elapsed = now - self._last_change
+            if elapsed > 0:
+                self.rate *= (1.0 + self.growth) ** elapsed
+                if self.max_rate is not None:
+                    self.rate = min(self.rate, self.max_rate)
+        self._last_change = now
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._window_ok += 1
+
+    def rate_limited_for(self, retry_after: float) -> None:
+        """A 429: pause everyone, and re-estimate what the server lets through."""
+        with self._lock:
+            now = time.monotonic()
+            self.rate_limited += 1
+            self._paused_until = max(self._paused_until, now + retry_after)
+            self._next_slot = max(self._next_slot, self._paused_until)
+            span = (now - self._window_start) + retry_after
+            if self._window_ok > 0 and span > 0:
+                estimate = max(self.min_rate, self._window_ok / span)
+                current = self.rate if self.rate is not None else float("inf")
+                self.rate = min(current, estimate)
+                if self.max_rate is not None:
+                    self.rate = min(self.rate, self.max_rate)
+            elif self.rate is not None:
+                self.rate = max(self.min_rate, self.rate / 2)
+            self._last_change = self._paused_until
+            self._window_start = self._paused_until
+            self._window_ok = 0
