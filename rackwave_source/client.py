@@ -121,7 +121,7 @@ class RackwaveClient:
         url = self.base_url + path
         waited = 0.0
         while True:
-            self.throttle.acquire()
+            sent_at = self.throttle.acquire()
             try:
                 response = self._http.get(url, params=dict(params or {}), auth=self.auth)
             except RequestException as exc:
@@ -145,7 +145,7 @@ class RackwaveClient:
                         f"{waited:.0f} s. Lower the load on this account or raise "
                         "max_rate_limit_wait under [sources.rackwave]."
                     )
-                self.throttle.rate_limited_for(delay)
+                self.throttle.rate_limited_for(delay, sent_at)
                 continue
             self.throttle.succeeded()
             return self._decode(url, response)

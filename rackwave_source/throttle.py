@@ -4,10 +4,14 @@ Rackwave documents 429 + Retry-After but no quota. The throttle therefore:
 
 * pauses *every* worker until Retry-After has passed (not just the one that was refused);
 * learns a request rate from the 429s: the requests that succeeded since the previous 429 (or the
-  start), divided by the time since then plus the pause, is what the server let through, so the
-  rate is set there (never above ``max_requests_per_second`` when the account's quota is known);
-* grows the learned rate back slowly (``growth_per_second``) while no 429 comes, so a limit that
-  was raised, or a low first estimate, is found again.
+  start), divided by the time since then plus the pause, is what the server let through (for a
+  token bucket: its burst plus its refill over that time), so the rate is set there, never above
+  ``max_requests_per_second`` when the account's quota is known;
+* grows the learned rate back slowly (``growth_per_second``, 1 %/s) while no 429 comes, so a
+  raised limit or a low first estimate is found again, without a pause every few seconds: each
+  429 costs every worker a whole Retry-After, so being slightly under the limit pays more than
+  probing it. (An API whose burst is much smaller than a second of its rate yields a low first
+  estimate; setting ``max_requests_per_second`` avoids the slow climb.)
 
 With no 429 and no configured quota it does nothing at all: concurrency alone bounds the load.
 """
@@ -25,7 +29,7 @@ class Throttle:
     def __init__(
         self,
         max_requests_per_second: Optional[float] = None,
-        growth_per_second: float = 0.005,
+        growth_per_second: float = 0.01,
         min_rate: float = 0.2,
     ) -> None:
         self.max_rate = max_requests_per_second
@@ -36,21 +40,25 @@ class Throttle:
         self._paused_until = 0.0
         self._next_slot = 0.0
         self._last_change = time.monotonic()
-        self._window_start = time.monotonic()
+        self._window_start: Optional[float] = None  # set by the first request
         self._window_ok = 0
+        self._last_signal = float("-inf")
         self.rate_limited = 0
 
-    def acquire(self) -> None:
-        """Blocks until this worker may send its next request."""
+    def acquire(self) -> float:
+        """Blocks until this worker may send its next request; returns the send time."""
         with self._lock:
             now = time.monotonic()
             self._grow(now)
             start = max(now, self._paused_until, self._next_slot)
+            if self._window_start is None:
+                self._window_start = start
             if self.rate:
                 self._next_slot = start + 1.0 / self.rate
         delay = start - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        return start
 
     def _grow(self, now: float) -> None:
         if self.rate and self.growth and (self.max_rate is None or self.rate < self.max_rate):
@@ -65,18 +73,24 @@ class Throttle:
         with self._lock:
             self._window_ok += 1
 
-    def rate_limited_for(self, retry_after: float) -> None:
-        """A 429: pause everyone, and re-estimate what the server lets through."""
+    def rate_limited_for(self, retry_after: float, sent_at: float) -> None:
+        """A 429: pause everyone, and re-estimate what the server lets through.
+
+        Requests already in flight when an earlier 429 arrived are refused too; they extend the
+        pause but are no new evidence, so they do not lower the rate again.
+        """
         with self._lock:
             now = time.monotonic()
             self.rate_limited += 1
             self._paused_until = max(self._paused_until, now + retry_after)
             self._next_slot = max(self._next_slot, self._paused_until)
-            span = (now - self._window_start) + retry_after
+            if sent_at < self._last_signal:
+                return
+            self._last_signal = now
+            span = (now - (self._window_start or now)) + retry_after
             if self._window_ok > 0 and span > 0:
                 estimate = max(self.min_rate, self._window_ok / span)
-                current = self.rate if self.rate is not None else float("inf")
-                self.rate = min(current, estimate)
+                self.rate = estimate
                 if self.max_rate is not None:
                     self.rate = min(self.rate, self.max_rate)
             elif self.rate is not None:

@@ -21,7 +21,9 @@ from support import sandbox_ids
         ({"lookback": "a while"}, "lookback", "unit s, m, h, d or w"),
         ({"full_scan_every": "-1h"}, "full_scan_every", "unit s, m, h, d or w"),
         ({"lead_status": "hot"}, "lead_status", "new, contacted, qualified, won, lost"),
-        ({"deleted_records": "ignore"}, "deleted_records", "delete"),
+        ({"deleted_records": "ignore"}, "deleted_records", "delete, flag"),
+        ({"concurrency": 0}, "concurrency", "1..64"),
+        ({"max_requests_per_second": "fast"}, "max_requests_per_second", "requests per second"),
     ],
 )
 def test_bad_settings_are_named_before_any_request(sandbox, make_loader, options, setting, hint):
