@@ -19,8 +19,9 @@ import threading
 import time
 from collections import Counter
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
+import requests
 from requests import Response
 from requests.exceptions import RequestException
 
@@ -37,22 +38,9 @@ from .exceptions import (
     api_error_for,
 )
 
-_JSON_ATTR = "_rackwave_json"
+_BODY_ATTR = "_rackwave_body"
 USER_AGENT = "rackwave-source (dlt)"
-
-
-def _body_unreadable(response: Optional[Response], exception: Optional[BaseException]) -> bool:
-    """Retry predicate: a successful status with a body that does not parse as JSON.
-
-    The parsed body is kept on the response, so it is decoded once.
-    """
-    if response is None or not 200 <= response.status_code < 300:
-        return False
-    try:
-        setattr(response, _JSON_ATTR, json.loadb(response.content))
-    except (ValueError, TypeError, RequestException):
-        return True
-    return False
+Decoder = Callable[[bytes], Any]
 
 
 def _retry_after_seconds(response: Response) -> float:
@@ -68,6 +56,22 @@ def _retry_after_seconds(response: Response) -> float:
         return max(0.0, parsedate_to_datetime(header).timestamp() - time.time())
     except (TypeError, ValueError):
         return S.DEFAULT_RETRY_AFTER_S
+
+
+def _session_attrs(base_url: str) -> Dict[str, Any]:
+    """Session settings, with proxies and CA bundle read from the environment once.
+
+    requests re-reads the environment (HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE, .netrc) on
+    every request when ``trust_env`` is on: about 0.8 ms each, a sixth of a page's CPU time here.
+    Reading it once at start keeps the same behaviour for a run.
+    """
+    env = requests.Session().merge_environment_settings(base_url, {}, None, True, None)
+    return {
+        "headers": {"User-Agent": USER_AGENT, "Accept": "application/json"},
+        "trust_env": False,
+        "proxies": env.get("proxies") or {},
+        "verify": env.get("verify", True),
+    }
 
 
 class RackwaveClient:
@@ -92,8 +96,8 @@ class RackwaveClient:
             raise_for_status=False,
             status_codes=tuple(range(500, 600)),
             exceptions=DEFAULT_RETRY_EXCEPTIONS,
-            retry_condition=_body_unreadable,
-            session_attrs={"headers": {"User-Agent": USER_AGENT, "Accept": "application/json"}},
+            retry_condition=self._body_unreadable,
+            session_attrs=_session_attrs(self.base_url),
         )
         # Picks up [runtime] request_* settings from dlt config and the environment.
         self._http.configure()
@@ -101,6 +105,7 @@ class RackwaveClient:
             self.base_url, client_id, client_secret, self._http, refresh_margin_seconds
         )
         self.throttle = Throttle(max_requests_per_second)
+        self._local = threading.local()  # the decoder of the request this thread is sending
         self._stats_lock = threading.Lock()
         self.requests_by_path: Counter[str] = Counter()
         self.rate_limited_by_path: Counter[str] = Counter()
@@ -109,8 +114,28 @@ class RackwaveClient:
     def max_attempts(self) -> int:
         return int(self._http._retry_kwargs["max_attempts"])
 
-    def get(self, path: str, params: Optional[Mapping[str, Any]] = None) -> Any:
-        """GETs ``path`` and returns its decoded JSON body.
+    def _body_unreadable(
+        self, response: Optional[Response], exception: Optional[BaseException]
+    ) -> bool:
+        """Retry predicate: a successful status whose body does not decode (truncated, HTML).
+
+        It runs in the sending thread, so it uses that request's decoder, and keeps the result on
+        the response: every body is decoded once.
+        """
+        if response is None or not 200 <= response.status_code < 300:
+            return False
+        decode: Decoder = getattr(self._local, "decode", None) or json.loadb
+        try:
+            setattr(response, _BODY_ATTR, decode(response.content))
+        except (ValueError, TypeError, RequestException):
+            return True
+        return False
+
+    def get(
+        self, path: str, params: Optional[Mapping[str, Any]] = None,
+        decode: Optional[Decoder] = None,
+    ) -> Any:
+        """GETs ``path`` and returns its body decoded by ``decode`` (default: JSON to Python).
 
         Raises:
             ApiError: a documented 4xx, with the API's message and field errors.
@@ -120,6 +145,7 @@ class RackwaveClient:
         """
         url = self.base_url + path
         waited = 0.0
+        self._local.decode = decode
         while True:
             sent_at = self.throttle.acquire()
             try:
@@ -168,13 +194,13 @@ class RackwaveClient:
             except ValueError:
                 body = None
             raise api_error_for(url, status, body, response.reason)
-        if not hasattr(response, _JSON_ATTR):
+        if not hasattr(response, _BODY_ATTR):
             raise ServerError(
                 f"Rackwave API sent an incomplete or non-JSON body for {url} (HTTP {status}, "
                 f"{response.headers.get('Content-Type', 'no content type')}) on every one of "
                 f"{self.max_attempts} attempts. Run again later."
             )
-        return getattr(response, _JSON_ATTR)
+        return getattr(response, _BODY_ATTR)
 
     def stats(self, path: str) -> Dict[str, int]:
         """Requests answered for ``path`` so far, and how many of them were 429."""

@@ -1,22 +1,30 @@
-"""Page records → Arrow tables, the fast path through dlt.
+"""Page bodies → Arrow tables, the fast path through dlt.
 
 dlt turns dicts into rows one value at a time (normalize) and loads DuckDB with INSERT
 statements; handed Arrow tables it writes parquet and the destination bulk-loads it. On 110,000
-records that took the load from 35 s to a few seconds (see benchmarks/README.md). The table
-shape stays the one declared in ``schema.py``: nested ``address`` becomes ``address__*`` columns,
-``tags`` a list column that dlt loads as JSON, timestamps UTC.
+records that took a load from 35 s to a few seconds (see benchmarks/README.md).
 
-Fields the API adds later become extra columns with Arrow's inferred type (nested objects
-flattened one level, like dlt does for dicts); an extra field that is null on a whole page is
-simply absent from that page's table.
+A page body is parsed straight into Arrow by pyarrow's JSON reader (C++, with the declared
+fields' types given, undocumented ones inferred), which costs a quarter of parsing into Python
+objects and converting those. A body the reader refuses but that is valid JSON (e.g. pretty
+printed, or a field of an unexpected type) takes the slow path through Python objects, whose
+errors name the resource, the page and the field.
+
+The table shape stays the one declared in ``schema.py``: nested ``address`` becomes
+``address__*`` columns, ``tags`` a list column that dlt loads as JSON, timestamps UTC. Fields the
+API adds later become extra columns with Arrow's inferred type (nested objects flattened one
+level, like dlt does for dicts); an extra field that is null on a whole page is absent from that
+page's table.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from dlt.common.json import json
 
@@ -151,3 +159,138 @@ class ArrowBatch:
             return tables[0]
         # pages may differ in undocumented columns: missing ones become nulls
         return pa.concat_tables(tables, promote_options="default")
+
+
+_META = pa.struct([(k, pa.int64()) for k in ("total", "per_page", "current_page", "last_page")])
+
+
+@dataclass(frozen=True)
+class Page:
+    """One validated page: its records as a table of the declared shape, and its meta."""
+
+    number: int
+    records: pa.Table
+    total: int
+    last_page: int
+
+
+def _read_schema(columns: TColumns) -> pa.Schema:
+    """The envelope's schema for pyarrow's JSON reader: declared fields typed, timestamps as text
+    (cast afterwards, which accepts the ``Z`` suffix), nested objects as structs."""
+    fields: Dict[str, Any] = {}
+    for name, column in columns.items():
+        kind = str(column["data_type"])
+        arrow_type = pa.string() if kind == "timestamp" else _ARROW_TYPES[kind]
+        if _SEPARATOR in name:
+            parent, child = name.split(_SEPARATOR, 1)
+            fields.setdefault(parent, {})[child] = arrow_type
+        else:
+            fields[name] = arrow_type
+    record = pa.struct(
+        [(k, pa.struct(list(v.items())) if isinstance(v, dict) else v) for k, v in fields.items()]
+    )
+    return pa.schema([("data", pa.list_(record)), ("meta", _META)])
+
+
+class PageReader:
+    """Decodes and validates the pages of one resource."""
+
+    def __init__(self, resource: str, columns: TColumns) -> None:
+        self.resource = resource
+        self.columns = columns
+        self.schema = arrow_schema(columns)
+        self._documented = {name.split(_SEPARATOR, 1)[0] for name in columns}
+        self._parse = pa_json.ParseOptions(
+            explicit_schema=_read_schema(columns), unexpected_field_behavior="infer"
+        )
+
+    def decode(self, content: bytes) -> Union[pa.Table, Any]:
+        """Arrow when the reader takes the body, else Python objects.
+
+        Raises:
+            ValueError: the body is not JSON at all (e.g. truncated): the client retries it.
+        """
+        try:
+            table = pa_json.read_json(
+                pa.py_buffer(content),
+                read_options=pa_json.ReadOptions(use_threads=False,
+                                                  block_size=max(len(content) + 1, 1 << 16)),
+                parse_options=self._parse,
+            )
+            if table.num_rows == 1:
+                return table
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        return json.loadb(content)
+
+    def page(self, url: str, number: int, body: Union[pa.Table, Any]) -> Page:
+        """Checks the documented envelope ``{"data": [...], "meta": {...}}`` and shapes records.
+
+        Raises:
+            UnexpectedResponseError: naming the resource, the page and what is wrong.
+        """
+        if isinstance(body, pa.Table):
+            data = body.column("data").chunk(0)
+            meta = body.column("meta")[0].as_py()
+            if data.null_count:
+                raise self._envelope_error(url, number, "`data` is missing or not a list")
+            total, last_page = self._meta(url, number, meta)
+            return Page(number, self._shape(data.flatten(), number), total, last_page)
+        if not isinstance(body, dict):
+            raise self._envelope_error(
+                url, number, f"expected a JSON object, got {type(body).__name__}")
+        data, meta = body.get("data"), body.get("meta")
+        if not isinstance(data, list):
+            raise self._envelope_error(url, number, "`data` is missing or not a list")
+        total, last_page = self._meta(url, number, meta)
+        for index, record in enumerate(data):
+            if not isinstance(record, dict):
+                raise self._envelope_error(
+                    url, number, f"record {index} is a {type(record).__name__}, not an object")
+        return Page(number, to_arrow(self.resource, number, data, self.columns, self.schema),
+                    total, last_page)
+
+    def _meta(self, url: str, number: int, meta: Any) -> Tuple[int, int]:
+        if not isinstance(meta, Mapping):
+            raise self._envelope_error(url, number, "`meta` is missing or not an object")
+        total, last_page = meta.get("total"), meta.get("last_page")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (total, last_page)):
+            raise self._envelope_error(
+                url, number, "`meta.total` and `meta.last_page` must be integers")
+        return int(total), int(last_page)  # type: ignore[arg-type]
+
+    def _envelope_error(self, url: str, number: int, problem: str) -> UnexpectedResponseError:
+        return UnexpectedResponseError(
+            f"Rackwave `{self.resource}` page {number} from {url} is not the documented list "
+            f"envelope: {problem}. Check base_url points at the Rackwave API v1."
+        )
+
+    def _shape(self, records: pa.StructArray, number: int) -> pa.Table:
+        by_name: Dict[str, pa.Array] = {}
+        for field, array in zip(records.type, records.flatten()):
+            if pa.types.is_struct(field.type):
+                for sub, sub_array in zip(field.type, array.flatten()):
+                    by_name[f"{field.name}{_SEPARATOR}{sub.name}"] = sub_array
+            else:
+                by_name[field.name] = array
+        arrays: List[pa.Array] = []
+        fields: List[pa.Field] = []
+        for field in self.schema:
+            array = by_name.pop(field.name)
+            if pa.types.is_timestamp(field.type):
+                try:
+                    array = pc.cast(array, field.type)
+                except pa.ArrowInvalid as exc:
+                    raise UnexpectedResponseError(
+                        f"Rackwave `{self.resource}` page {number}: field `{field.name}` holds a "
+                        f"value that is "
+                        f"not an ISO 8601 timestamp ({_first_line(exc)})."
+                    ) from None
+            arrays.append(array)
+            fields.append(field)
+        for name, array in by_name.items():  # undocumented fields, in the API's order
+            if array.null_count == len(array):
+                continue
+            arrays.append(array)
+            fields.append(pa.field(name, array.type))
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

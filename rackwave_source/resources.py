@@ -15,7 +15,7 @@ from .config import RackwaveSettings
 from .deletions import DELETED_AT, DELETED_AT_COLUMN, missing_rows
 from .incremental import RowFilter, plan_scan, remember, utc_now
 from .paging import iter_pages, iter_pages_concurrent
-from .records import ArrowBatch, arrow_schema, to_arrow
+from .records import ArrowBatch, PageReader
 from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
 
 
@@ -49,21 +49,21 @@ def read_records(
     seen: Optional[Set[str]] = set() if flagging and plan.full_scan else None
     pages = 0
     http_before = client.stats(path)
+    reader = PageReader(resource, columns)
     if plan.full_scan:
         page_source = iter_pages_concurrent(
-            client, resource, path, config.per_page, filters, config.concurrency
+            client, reader, path, config.per_page, filters, config.concurrency
         )
     else:  # newest first: read one page at a time and stop as soon as the cursor is passed
-        page_source = iter_pages(client, resource, path, config.per_page, filters)
-    arrow = arrow_schema(columns)
+        page_source = iter_pages(client, reader, path, config.per_page, filters)
     batch = ArrowBatch()
     for page in page_source:
         pages += 1
         kept = rows.accept(page.number, page.records)
-        if kept:
+        if kept.num_rows:
             if seen is not None:
-                seen.update(record[S.PRIMARY_KEY] for record in kept)
-            table = batch.add(to_arrow(resource, page.number, kept, columns, arrow))
+                seen.update(kept.column(S.PRIMARY_KEY).to_pylist())
+            table = batch.add(kept)
             if table is not None:
                 yield table
         if rows.reached_bound:
