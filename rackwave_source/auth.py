@@ -17,7 +17,7 @@ trigger a single renewal.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, TypeVar
 
 from requests import PreparedRequest, Response
 from requests.exceptions import JSONDecodeError, RequestException
@@ -30,6 +30,7 @@ from . import settings as S
 from .exceptions import AuthenticationError, ServerError, UnexpectedResponseError
 
 _RETRIED_MARK = "_rackwave_auth_retried"
+T = TypeVar("T")
 
 
 @configspec
@@ -116,6 +117,25 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
                 self.obtain_token()
             return str(self.access_token)
 
+    def _invalidate(self, refused: str) -> None:
+        # Another thread may have renewed already; only drop the token we were refused with.
+        with self._lock:
+            if self.access_token is not None and str(self.access_token) == refused:
+                self.access_token = None
+
+    def authorized(self, send: Callable[[str], T], status: Callable[[T], int]) -> T:
+        """Runs ``send(token)``; after a 401, renews the token once and runs it again.
+
+        The same flow as the requests hook below, for callers that send requests themselves
+        (the client's urllib3 fast path).
+        """
+        token = self._current_token()
+        result = send(token)
+        if status(result) != 401:
+            return result
+        self._invalidate(token)
+        return send(self._current_token())
+
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self._current_token()}"
         request.register_hook("response", self._renew_after_401)
@@ -126,11 +146,7 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
         request = response.request
         if response.status_code != 401 or getattr(request, _RETRIED_MARK, False):
             return response
-        sent = (request.headers.get("Authorization") or "")[len("Bearer ") :]
-        with self._lock:
-            # Another thread may have renewed already; only drop the token we were refused with.
-            if self.access_token is not None and str(self.access_token) == sent:
-                self.access_token = None
+        self._invalidate((request.headers.get("Authorization") or "")[len("Bearer ") :])
         token = self._current_token()
         # Release the refused response's connection before re-sending.
         _ = response.content

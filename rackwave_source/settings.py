@@ -50,7 +50,7 @@ DEFAULT_DELETED_RECORDS = "delete"
 
 # Full scans fetch pages concurrently (page 1 tells meta.last_page). Chosen by measurement on
 # the benchmark (benchmarks/README.md); incremental runs stay sequential to stop early.
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 64
 
 # Rows per Arrow item handed to dlt (dlt's per-item overhead is ~6 ms; see records.ArrowBatch).
