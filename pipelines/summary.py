@@ -19,11 +19,11 @@ class TableSummary:
     mode: str
     pages: int
     rows_read: int
-    rows_before: int
+    rows_before: Optional[int]
     rows_after: int
     new: int
     updated: int
-    removed: int
+    removed: Optional[int]
     requests: int
     rate_limited: int
 
@@ -68,26 +68,34 @@ def resource_state(pipeline: dlt.Pipeline, resource: str) -> Mapping[str, Any]:
 def summarize(
     pipeline: dlt.Pipeline,
     resources: List[str],
-    before: Mapping[str, int],
-    cursors_before: Mapping[str, Optional[str]],
+    before: Optional[Mapping[str, int]],
 ) -> List[TableSummary]:
-    """Compares the destination before and after the run, with what each resource read."""
+    """What each resource read, and the destination after the run.
+
+    Records are never created in the past, so the rows created after the cursor the run started
+    from are the new ones (``last_run.previous_cursor``, kept by the source). ``before`` (row
+    counts before the run, when known) gives what a full scan removed.
+    """
     after = count_rows(pipeline, resources)
     out: List[TableSummary] = []
     for name in resources:
         run = resource_state(pipeline, name).get("last_run", {})
         mode = run.get("mode", "not run")
         read = int(run.get("rows", 0))
-        rows_before, rows_after = before.get(name, 0), after.get(name, 0)
+        rows_after = after.get(name, 0)
+        rows_before = None if before is None else before.get(name, 0)
+        newer = count_newer_than(pipeline, name, run.get("previous_cursor"))
+        new = min(read, rows_after if newer is None else newer)
+        removed: Optional[int] = 0
         if mode == "full_scan":
-            # Records are never created in the past, so what is newer than the old cursor is new.
-            newer = count_newer_than(pipeline, name, cursors_before.get(name))
-            new = rows_after if newer is None else newer
             # deleted_records = "flag" keeps the rows: count those newly flagged instead.
-            removed = int(run.get("flagged_deleted", 0)) or max(0, rows_before + new - rows_after)
-        else:
-            new = max(0, rows_after - rows_before)
-            removed = 0
+            flagged = int(run.get("flagged_deleted", 0))
+            if flagged:
+                removed = flagged
+            elif rows_before is not None:
+                removed = max(0, rows_before + new - rows_after)
+            else:
+                removed = None
         out.append(
             TableSummary(
                 table=name,
@@ -122,7 +130,7 @@ def render(
             str(r.rows_read),
             str(r.new),
             str(r.updated),
-            str(r.removed),
+            "?" if r.removed is None else str(r.removed),
             str(r.rows_after),
         ]
         for r in rows
@@ -141,7 +149,8 @@ def render(
         fmt(["-" * w for w in widths]),
         *(fmt(line) for line in body),
         "* updated: existing records read again and merged (changed or not); removed: deleted "
-        "from the API (dropped, or flagged with deleted_records = \"flag\").",
+        "from the API (dropped, or flagged with deleted_records = \"flag\"); ? = no earlier "
+        "count on this machine.",
         f"Requests: {sum(r.requests for r in rows)} list requests, "
         f"{sum(r.rate_limited for r in rows)} of them answered 429 and retried.",
     ]

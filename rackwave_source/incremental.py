@@ -170,6 +170,7 @@ def remember(
 ) -> None:
     """Advances the state after every page was read (a failed run never gets here)."""
     cursor = state.get(STATE_CURSOR)
+    previous_cursor = cursor
     if rows.newest is not None and (cursor is None or rows.newest > from_iso(cursor)):
         state[STATE_CURSOR] = to_iso(rows.newest)
     if plan.full_scan:
@@ -178,6 +179,7 @@ def remember(
         "started_at": to_iso(started_at),
         "mode": "full_scan" if plan.full_scan else "incremental",
         "reason": plan.reason,
+        "previous_cursor": previous_cursor,
         "pages": pages,
         "rows": rows.kept,
         "rows_skipped_as_shifted": rows.skipped_shifted,
