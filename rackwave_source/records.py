@@ -134,9 +134,9 @@ def _first_line(exc: Exception) -> str:
 class ArrowBatch:
     """Gathers page tables into items of about ``rows`` rows before they go to dlt.
 
-    dlt validates a table schema for every Arrow item it extracts (about 6 ms each here), so one
-    item per 100-record page spent more time in dlt than in the download; thousands of rows per
-    item make that negligible while memory stays bounded.
+    dlt validates a table schema and starts a parquet write for every Arrow item it extracts, so
+    one item per 100-record page spent more time in dlt than in the download; 20,000 rows per item
+    (a few MB) make that negligible while memory stays bounded (benchmarks/README.md).
     """
 
     def __init__(self, rows: int = S.ARROW_BATCH_ROWS) -> None:

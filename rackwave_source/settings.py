@@ -53,8 +53,8 @@ DEFAULT_DELETED_RECORDS = "delete"
 DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 64
 
-# Rows per Arrow item handed to dlt (dlt's per-item overhead is ~6 ms; see records.ArrowBatch).
-ARROW_BATCH_ROWS = 5_000
+# Rows per Arrow item handed to dlt (dlt's per-item overhead is ~10 ms; see records.ArrowBatch).
+ARROW_BATCH_ROWS = 20_000
 
 # HTTP: connect/read timeout in seconds (dlt's [runtime] request_timeout overrides it).
 REQUEST_TIMEOUT_S = 60.0
