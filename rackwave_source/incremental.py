@@ -97,6 +97,7 @@ class RowFilter:
     newest_us: Optional[int] = None
     kept: int = 0
     skipped_shifted: int = 0
+    recovered: int = 0  # hidden by deletions during the pass, found again (gaps.py)
     reached_bound: bool = False
 
     @property
@@ -188,7 +189,8 @@ def remember(
         "reason": plan.reason,
         "previous_cursor": previous_cursor,
         "pages": pages,
-        "rows": rows.kept,
+        "rows": rows.kept + rows.recovered,
+        "rows_recovered_after_deletions": rows.recovered,
         "rows_skipped_as_shifted": rows.skipped_shifted,
         "flagged_deleted": flagged_deleted,
         "requests": http.get("requests", 0),

@@ -13,6 +13,7 @@ from . import settings as S
 from .client import RackwaveClient
 from .config import RackwaveSettings
 from .deletions import DELETED_AT, DELETED_AT_COLUMN, missing_rows
+from .gaps import GapWatch, recover
 from .incremental import RowFilter, plan_scan, remember, utc_now
 from .paging import iter_pages, iter_pages_concurrent
 from .records import ArrowBatch, PageReader
@@ -57,10 +58,13 @@ def read_records(
     else:  # newest first: read one page at a time and stop as soon as the cursor is passed
         page_source = iter_pages(client, reader, path, config.per_page, filters)
     batch = ArrowBatch()
+    watch = GapWatch()
     for page in page_source:
         pages += 1
+        watch.page(page)
         kept = rows.accept(page.number, page.records)
         if kept.num_rows:
+            watch.keep(kept)
             if seen is not None:
                 seen.update(kept.column(S.PRIMARY_KEY).to_pylist())
             table = batch.add(kept)
@@ -68,6 +72,15 @@ def read_records(
                 yield table
         if rows.reached_bound:
             break
+    since_us = None if plan.since is None else int(plan.since.timestamp() * 1_000_000)
+    for found in recover(client, reader, path, config.per_page, filters, watch, since_us):
+        pages += 1
+        rows.recovered += found.num_rows
+        if seen is not None:
+            seen.update(found.column(S.PRIMARY_KEY).to_pylist())
+        table = batch.add(found)
+        if table is not None:
+            yield table
     table = batch.flush()
     if table is not None:
         yield table

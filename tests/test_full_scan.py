@@ -129,3 +129,39 @@ def test_full_refresh_drops_tables_and_state_then_reloads(sandbox, loader):
 
     assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
     assert loader.last_run("leads", result)["reason"] == "first run"
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_records_deleted_while_a_full_scan_pages_hide_no_other_record(
+    sandbox_factory, make_loader, concurrency
+):
+    # Right after the 2nd page request is answered, the 3 newest leads are deleted: every later
+    # page shifts up by 3, so 3 records slide onto pages already read.
+    server = sandbox_factory(leads=200, contacts=0)
+    deleted = server.admin.ids("leads")[:3]
+    server.admin.add_trigger(
+        "/v1/leads", 2, {"delete": {"kind": "leads", "count": 3, "position": "newest"}})
+    loader = make_loader(server, per_page=10, concurrency=concurrency)
+
+    result = loader.run(resources=["leads"])
+
+    # every surviving record is there; the 3 deleted ones were read (page 1) before they went,
+    # and the next full scan removes them
+    assert set(loader.ids("leads")) == set(sandbox_ids(server, "leads")) | set(deleted)
+    assert loader.query("SELECT COUNT(*) - COUNT(DISTINCT id) FROM rackwave.leads") == [(0,)]
+    if concurrency == 1:
+        assert loader.last_run("leads", result)["rows_recovered_after_deletions"] == 3
+    loader.run(resources=["leads"], full_scan=True)
+    assert loader.ids("leads") == sandbox_ids(server, "leads")
+
+
+def test_records_deleted_below_the_read_position_cost_a_reread_only(sandbox_factory, make_loader):
+    server = sandbox_factory(leads=120, contacts=0)
+    server.admin.add_trigger(
+        "/v1/leads", 2, {"delete": {"kind": "leads", "count": 2, "position": "oldest"}})
+    loader = make_loader(server, per_page=10, concurrency=1)
+
+    result = loader.run(resources=["leads"])
+
+    assert loader.ids("leads") == sandbox_ids(server, "leads")
+    assert loader.last_run("leads", result)["rows_recovered_after_deletions"] == 0
