@@ -18,10 +18,12 @@ from rackwave_sandbox.config import KINDS
 from rackwave_sandbox.store import RecordError, Store
 
 TOKEN_PATH = "/v1/auth/token"
-FAULT_KINDS: tuple[str, ...] = ("500", "502_html", "drop", "truncate", "truncate_json", "429")
+FAULT_KINDS: tuple[str, ...] = (
+    "500", "502_html", "drop", "truncate", "truncate_json", "429", "body", "tamper",
+)
 #: Fault kinds that need the real response (they mangle it); all others are
 #: answered before the request is processed.
-POST_FAULTS = frozenset({"truncate", "truncate_json"})
+POST_FAULTS = frozenset({"truncate", "truncate_json", "tamper"})
 _STATUS_KIND = re.compile(r"^[45]\d\d$")
 
 
@@ -54,6 +56,10 @@ class Fault:
     after: int = 0
     retry_after: int = 1
     message: str | None = None
+    # "body": answer 200 with this JSON instead of the real page (an API that breaks its contract)
+    body: Any = None
+    # "tamper": the real page, with data[record] changed: {"record": i, "set": {...}, "drop": [...]}
+    tamper: dict[str, Any] | None = None
 
     def matches(self, path: str) -> bool:
         """Explicit ``path`` is a prefix; otherwise any /v1 path but the token one."""
@@ -114,6 +120,9 @@ class FaultInjector:
             path = item.get("path")
             if path is not None and not isinstance(path, str):
                 raise FaultError("path must be a string")
+            tamper = item.get("tamper")
+            if kind == "tamper" and not isinstance(tamper, dict):
+                raise FaultError('a "tamper" fault needs {"tamper": {"record": i, "set": {...}}}')
             parsed.append(
                 Fault(
                     kind=kind,
@@ -122,6 +131,8 @@ class FaultInjector:
                     after=_as_int(item.get("after", 0), "after", 0),
                     retry_after=_as_int(item.get("retry_after", 1), "retry_after", 0),
                     message=message,
+                    body=item.get("body"),
+                    tamper=tamper,
                 )
             )
         with self._lock:
@@ -160,7 +171,8 @@ class FaultInjector:
                 chosen.count -= 1
                 if chosen.count <= 0:
                     self._queue.remove(chosen)
-                return Fault(kind=chosen.kind, retry_after=chosen.retry_after, message=chosen.message)
+                return Fault(kind=chosen.kind, retry_after=chosen.retry_after,
+                             message=chosen.message, body=chosen.body, tamper=chosen.tamper)
             if (error_rate > 0 or drop_rate > 0) and _default_match(path):
                 draw = self._rng.random()
                 if draw < drop_rate:

@@ -558,6 +558,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 return
             if fault.kind == "502_html":
                 resp = Response(502, BAD_GATEWAY_HTML, content_type="text/html")
+            elif fault.kind == "body":
+                resp = json_response(200, fault.body)
             else:
                 status = int(fault.kind)
                 headers = {"Retry-After": str(fault.retry_after)} if status == 429 else None
@@ -567,6 +569,9 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             return
         resp = self._api_response(state, method, path, query, body)
         stats.status(endpoint, str(resp.status))
+        if fault is not None and fault.kind == "tamper":
+            self._send(_tampered(resp, fault.tamper or {}))
+            return
         if fault is not None:
             self._send_truncated(resp, fault.kind)
             return
@@ -667,6 +672,21 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         if isinstance(exc, (ConnectionError, socket.timeout, TimeoutError)):
             return
         super().handle_error(request, client_address)
+
+
+def _tampered(resp: Response, tamper: dict[str, Any]) -> Response:
+    """The real page with one record changed: fields set or dropped (contract-breaking data)."""
+    if resp.status != 200:
+        return resp
+    page = orjson.loads(resp.body)
+    records = page.get("data") or []
+    index = int(tamper.get("record", 0))
+    if 0 <= index < len(records):
+        record = records[index]
+        record.update(tamper.get("set") or {})
+        for name in tamper.get("drop") or []:
+            record.pop(name, None)
+    return json_response(200, page)
 
 
 class RunningServer:

@@ -31,6 +31,7 @@ class RackwaveSettings:
     full_scan_every: Optional[timedelta]
     force_full_scan: bool
     deleted_records: str
+    bad_records: str
     lead_status: Optional[str]
     lead_search: Optional[str]
     max_rate_limit_wait: float

@@ -19,7 +19,7 @@ page's table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyarrow as pa
@@ -106,6 +106,11 @@ def to_arrow(
             if pa.types.is_timestamp(field.type):
                 array = pc.cast(pa.array(values, pa.string()), field.type)
             else:
+                if pa.types.is_list(field.type) and any(
+                    v is not None and not isinstance(v, list) for v in values
+                ):
+                    # pyarrow would read a string as a list of its characters
+                    raise pa.ArrowTypeError("expected an array")
                 array = pa.array(values, field.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise UnexpectedResponseError(
@@ -166,12 +171,33 @@ _META = pa.struct([(k, pa.int64()) for k in ("total", "per_page", "current_page"
 
 @dataclass(frozen=True)
 class Page:
-    """One validated page: its records as a table of the declared shape, and its meta."""
+    """One validated page: its records as a table of the declared shape, and its meta.
+
+    ``rejected`` holds the records set aside with ``bad_records = "quarantine"``, one row each
+    for the quarantine table (see :func:`quarantine_row`).
+    """
 
     number: int
     records: pa.Table
     total: int
     last_page: int
+    rejected: List[Dict[str, Any]] = field(default_factory=list)
+
+
+QUARANTINE_TABLE = "rackwave_quarantine"
+
+
+def quarantine_row(resource: str, page: int, index: int, record: Any, reason: str) -> Dict[str, Any]:
+    """What the quarantine table keeps of a rejected record: where, why, and the record itself."""
+    record_id = record.get(S.PRIMARY_KEY) if isinstance(record, dict) else None
+    return {
+        "resource": resource,
+        "page": page,
+        "record_index": index,
+        "record_id": record_id if isinstance(record_id, str) else None,
+        "reason": reason,
+        "record": json.dumps(record),
+    }
 
 
 def _read_schema(columns: TColumns) -> pa.Schema:
@@ -195,8 +221,9 @@ def _read_schema(columns: TColumns) -> pa.Schema:
 class PageReader:
     """Decodes and validates the pages of one resource."""
 
-    def __init__(self, resource: str, columns: TColumns) -> None:
+    def __init__(self, resource: str, columns: TColumns, quarantine: bool = False) -> None:
         self.resource = resource
+        self.quarantine = quarantine
         self.columns = columns
         self.schema = arrow_schema(columns)
         self._documented = {name.split(_SEPARATOR, 1)[0] for name in columns}
@@ -235,7 +262,13 @@ class PageReader:
             if data.null_count:
                 raise self._envelope_error(url, number, "`data` is missing or not a list")
             total, last_page = self._meta(url, number, meta)
-            return Page(number, self._shape(data.flatten(), number), total, last_page)
+            try:
+                return self._without_keyless(
+                    Page(number, self._shape(data.flatten(), number), total, last_page))
+            except UnexpectedResponseError:
+                if not self.quarantine:
+                    raise
+                body = {"data": data.flatten().to_pylist(), "meta": meta}  # sort it record by record
         if not isinstance(body, dict):
             raise self._envelope_error(
                 url, number, f"expected a JSON object, got {type(body).__name__}")
@@ -243,12 +276,59 @@ class PageReader:
         if not isinstance(data, list):
             raise self._envelope_error(url, number, "`data` is missing or not a list")
         total, last_page = self._meta(url, number, meta)
+        if self.quarantine:
+            return self._sorted_out(number, data, total, last_page)
         for index, record in enumerate(data):
             if not isinstance(record, dict):
                 raise self._envelope_error(
                     url, number, f"record {index} is a {type(record).__name__}, not an object")
         return Page(number, to_arrow(self.resource, number, data, self.columns, self.schema),
                     total, last_page)
+
+    def _without_keyless(self, page: Page) -> Page:
+        """With quarantine on, records without id or created_at are set aside (else the row
+        filter stops the run on them)."""
+        if not self.quarantine:
+            return page
+        table = page.records
+        missing = pc.or_(pc.is_null(table.column(S.PRIMARY_KEY)),
+                         pc.is_null(table.column(S.CURSOR_FIELD)))
+        if not pc.any(missing).as_py():
+            return page
+        flags = missing.to_pylist()
+        rows = table.to_pylist()
+        rejected = [
+            quarantine_row(self.resource, page.number, i, row,
+                           f"no `{S.PRIMARY_KEY}` or `{S.CURSOR_FIELD}`")
+            for i, (row, bad) in enumerate(zip(rows, flags)) if bad
+        ]
+        return Page(page.number, table.filter(pc.invert(missing)), page.total, page.last_page,
+                    rejected)
+
+    def _sorted_out(self, number: int, data: List[Any], total: int, last_page: int) -> Page:
+        """Keeps the records that fit the declared shape; the others go to quarantine."""
+        good: List[Dict[str, Any]] = []
+        rejected: List[Dict[str, Any]] = []
+        for index, record in enumerate(data):
+            reason = self._problem(number, record)
+            if reason is None:
+                good.append(record)
+            else:
+                rejected.append(quarantine_row(self.resource, number, index, record, reason))
+        table = to_arrow(self.resource, number, good, self.columns, self.schema)
+        return Page(number, table, total, last_page, rejected)
+
+    def _problem(self, number: int, record: Any) -> Optional[str]:
+        if not isinstance(record, dict):
+            return f"a {type(record).__name__}, not an object"
+        for key in (S.PRIMARY_KEY, S.CURSOR_FIELD):
+            if not isinstance(record.get(key), str) or not record.get(key):
+                return f"no `{key}`"
+        try:
+            to_arrow(self.resource, number, [record], self.columns, self.schema)
+        except UnexpectedResponseError as exc:
+            return str(exc)
+        return None
 
     def _meta(self, url: str, number: int, meta: Any) -> Tuple[int, int]:
         if not isinstance(meta, Mapping):

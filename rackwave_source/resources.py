@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Mapping, Optional, Set
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set
 
 import dlt
 import pyarrow as pa
@@ -14,10 +14,10 @@ from .client import RackwaveClient
 from .config import RackwaveSettings
 from .deletions import DELETED_AT, DELETED_AT_COLUMN, missing_rows
 from .gaps import GapWatch, recover
-from .incremental import RowFilter, plan_scan, remember, utc_now
+from .incremental import STATE_LAST_RUN, RowFilter, plan_scan, remember, utc_now
 from .paging import iter_pages, iter_pages_concurrent
-from .records import ArrowBatch, PageReader
-from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
+from .records import QUARANTINE_TABLE, ArrowBatch, PageReader
+from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, QUARANTINE_COLUMNS, TColumns
 
 
 def read_records(
@@ -50,7 +50,8 @@ def read_records(
     seen: Optional[Set[str]] = set() if flagging and plan.full_scan else None
     pages = 0
     http_before = client.stats(path)
-    reader = PageReader(resource, columns)
+    reader = PageReader(resource, columns, quarantine=config.bad_records == "quarantine")
+    quarantined = 0
     if plan.full_scan:
         page_source = iter_pages_concurrent(
             client, reader, path, config.per_page, filters, config.concurrency
@@ -62,6 +63,9 @@ def read_records(
     for page in page_source:
         pages += 1
         watch.page(page)
+        if page.rejected:
+            quarantined += len(page.rejected)
+            yield _to_quarantine(page.rejected, started_at)
         kept = rows.accept(page.number, page.records)
         if kept.num_rows:
             watch.keep(kept)
@@ -93,6 +97,16 @@ def read_records(
     http_after = client.stats(path)
     http = {key: http_after[key] - http_before[key] for key in http_after}
     remember(state, plan, rows, started_at, pages, http, flagged)
+    state[STATE_LAST_RUN]["quarantined"] = quarantined
+
+
+def _to_quarantine(rows: List[Dict[str, Any]], when: Any) -> Any:
+    """Rejected records go to their own append-only table, beside the resource's."""
+    for row in rows:
+        row["quarantined_at"] = when
+    return dlt.mark.with_hints(
+        rows, dlt.mark.make_hints(table_name=QUARANTINE_TABLE), create_table_variant=True
+    )
 
 
 def _resource(
@@ -103,13 +117,14 @@ def _resource(
     config: RackwaveSettings,
     filters: Optional[Dict[str, str]] = None,
 ) -> DltResource:
-    return dlt.resource(
-        read_records(client, name, path, config, columns, filters),
-        name=name,
-        primary_key=S.PRIMARY_KEY,
-        write_disposition="merge",
-        columns=columns,
-    )
+    resource = dlt.resource(read_records(client, name, path, config, columns, filters), name=name)
+    # The quarantine table is a variant of the resource's table. A variant starts as a copy of the
+    # resource's hints at the time it is made, so it is made first, while they are still empty:
+    # it must not inherit the resource's columns, primary key or merge.
+    resource.apply_hints(table_name=QUARANTINE_TABLE, create_table_variant=True,
+                         write_disposition="append", columns=QUARANTINE_COLUMNS)
+    resource.apply_hints(primary_key=S.PRIMARY_KEY, write_disposition="merge", columns=columns)
+    return resource
 
 
 def leads_resource(client: RackwaveClient, config: RackwaveSettings) -> DltResource:

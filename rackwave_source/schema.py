@@ -59,3 +59,14 @@ CONTACT_COLUMNS: TColumns = {
     "created_at": _timestamp(nullable=False),
     "updated_at": _UPDATED_AT,
 }
+
+# bad_records = "quarantine": one row per record that broke the API contract, with the reason.
+QUARANTINE_COLUMNS: TColumns = {
+    "resource": _text(nullable=False),
+    "page": {"data_type": "bigint", "nullable": False},
+    "record_index": {"data_type": "bigint", "nullable": False},
+    "record_id": _text(),
+    "reason": _text(nullable=False),
+    "record": _text(),
+    "quarantined_at": _timestamp(nullable=False),
+}

@@ -47,6 +47,11 @@ DEFAULT_FULL_SCAN_EVERY = "24h"
 # keeps them with _rackwave_deleted_at set.
 DELETED_RECORDS_MODES: Tuple[str, ...] = ("delete", "flag")
 DEFAULT_DELETED_RECORDS = "delete"
+# A record the API sends that does not fit the contract (no id, a created_at that is not a
+# timestamp, a field of another type): "fail" stops the run before anything is loaded,
+# "quarantine" loads the rest and keeps the record, with the reason, in rackwave_quarantine.
+BAD_RECORDS_MODES: Tuple[str, ...] = ("fail", "quarantine")
+DEFAULT_BAD_RECORDS = "fail"
 
 # Full scans fetch pages concurrently (page 1 tells meta.last_page). Chosen by measurement on
 # the benchmark (benchmarks/README.md); incremental runs stay sequential to stop early.

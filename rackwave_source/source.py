@@ -37,6 +37,7 @@ def rackwave_source(
     full_scan_every: Optional[Union[str, int]] = S.DEFAULT_FULL_SCAN_EVERY,
     full_scan: bool = False,
     deleted_records: str = S.DEFAULT_DELETED_RECORDS,
+    bad_records: str = S.DEFAULT_BAD_RECORDS,
     lead_status: Optional[str] = None,
     lead_search: Optional[str] = None,
     max_rate_limit_wait: float = S.MAX_RATE_LIMIT_WAIT_S,
@@ -59,7 +60,10 @@ def rackwave_source(
         full_scan_every: How often a run re-reads everything to pick up updates and deletes,
             e.g. ``"24h"``; ``"never"`` to disable.
         full_scan: Force a full scan on this run.
-        deleted_records: What a full scan does with records gone from the API: ``delete``.
+        deleted_records: What a full scan does with records gone from the API: ``delete`` or
+            ``flag``.
+        bad_records: A record that breaks the API contract: ``fail`` the run, or ``quarantine``
+            it in the ``rackwave_quarantine`` table and load the rest.
         lead_status: Only leads with this status (passed to the API).
         lead_search: Only leads matching this text (passed to the API).
         max_rate_limit_wait: Seconds one request may spend waiting on 429 answers in total.
@@ -80,6 +84,8 @@ def rackwave_source(
             "deleted_records", deleted_records, S.DELETED_RECORDS_MODES
         )
         or S.DEFAULT_DELETED_RECORDS,
+        bad_records=validate_choice("bad_records", bad_records, S.BAD_RECORDS_MODES)
+        or S.DEFAULT_BAD_RECORDS,
         lead_status=validate_choice("lead_status", lead_status, S.LEAD_STATUSES),
         lead_search=(lead_search or None),
         max_rate_limit_wait=float(max_rate_limit_wait),

@@ -23,6 +23,7 @@ from support import sandbox_ids
         ({"lead_status": "hot"}, "lead_status", "new, contacted, qualified, won, lost"),
         ({"deleted_records": "ignore"}, "deleted_records", "delete, flag"),
         ({"concurrency": 0}, "concurrency", "1..64"),
+        ({"bad_records": "skip"}, "bad_records", "fail, quarantine"),
         ({"max_requests_per_second": "fast"}, "max_requests_per_second", "requests per second"),
     ],
 )
