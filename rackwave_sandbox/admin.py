@@ -23,10 +23,13 @@ class AdminClient:
         timeout: Per-call timeout in seconds.
     """
 
-    def __init__(self, root_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, root_url: str, timeout: float = 30.0, verify: bool | str = True) -> None:
         self.root_url = root_url.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        # The sandbox's own certificate when it serves HTTPS; passed per request because requests
+        # lets REQUESTS_CA_BUNDLE override a session's setting.
+        self._verify = verify
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -34,7 +37,8 @@ class AdminClient:
 
     def _call(self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None) -> Any:
         resp = self._session.request(
-            method, f"{self.root_url}/_admin/{path}", json=json, params=params, timeout=self.timeout
+            method, f"{self.root_url}/_admin/{path}", json=json, params=params, timeout=self.timeout,
+            verify=self._verify,
         )
         if not resp.ok:
             raise AdminError(f"{method} /_admin/{path} -> {resp.status_code}: {resp.text}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -692,17 +693,23 @@ def _tampered(resp: Response, tamper: dict[str, Any]) -> Response:
 class RunningServer:
     """A sandbox listening in a background thread; a context manager."""
 
-    def __init__(self, state: SandboxState, host: str, port: int) -> None:
+    def __init__(
+        self, state: SandboxState, host: str, port: int, tls: tuple[str, str] | None = None
+    ) -> None:
         from rackwave_sandbox.admin import AdminClient
 
         self.state = state
         self.httpd = SandboxHTTPServer((host, port), state)
         self.host = host
         self.port = int(self.httpd.server_address[1])
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         url_host = f"[{host}]" if ":" in host else host
-        self.root_url = f"http://{url_host}:{self.port}"
+        self.root_url = f"{'https' if tls else 'http'}://{url_host}:{self.port}"
         self.base_url = f"{self.root_url}/v1"
-        self.admin = AdminClient(self.root_url)
+        self.admin = AdminClient(self.root_url, verify=tls[0] if tls else True)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"rackwave-sandbox-{self.port}", daemon=True
         )
@@ -752,12 +759,16 @@ class Sandbox:
         self.config = config if config is not None else SandboxConfig()
         self.state = SandboxState(self.config)
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, tls: tuple[str, str] | None = None
+    ) -> RunningServer:
         """Start serving; returns once the socket is listening.
 
         Args:
             host: Interface to bind.
             port: TCP port, 0 for a free one (see ``RunningServer.port``).
+            tls: (certificate file, key file) to serve HTTPS, as the real API does; the admin
+                API is then HTTPS too.
         """
-        return RunningServer(self.state, host, port)
+        return RunningServer(self.state, host, port, tls)
 

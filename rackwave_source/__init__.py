@@ -12,6 +12,7 @@ from .exceptions import (
     RackwaveTransientError,
     RateLimitError,
     ServerError,
+    TLSVerificationError,
     UnexpectedResponseError,
     ValidationError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RackwaveTransientError",
     "RateLimitError",
     "ServerError",
+    "TLSVerificationError",
     "UnexpectedResponseError",
     "ValidationError",
     "rackwave_source",

@@ -20,14 +20,19 @@ import threading
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from requests import PreparedRequest, Response
-from requests.exceptions import JSONDecodeError, RequestException
+from requests.exceptions import JSONDecodeError, RequestException, SSLError
 
 from dlt.common import pendulum
 from dlt.common.configuration.specs.base_configuration import configspec
 from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
 
 from . import settings as S
-from .exceptions import AuthenticationError, ServerError, UnexpectedResponseError
+from .exceptions import (
+    AuthenticationError,
+    ServerError,
+    TLSVerificationError,
+    UnexpectedResponseError,
+)
 
 _RETRIED_MARK = "_rackwave_auth_retried"
 T = TypeVar("T")
@@ -80,6 +85,8 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
         url = self.access_token_url
         try:
             response = self.session.post(url, **self.build_access_token_request())
+        except SSLError:
+            raise TLSVerificationError(url) from None
         except RequestException as exc:
             raise ServerError(
                 f"Could not reach the Rackwave token endpoint {url}: {type(exc).__name__}. "

@@ -36,7 +36,7 @@ import urllib3
 from urllib3 import BaseHTTPResponse
 
 from dlt.common.json import json
-from dlt.sources.helpers.requests.retry import Client
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client
 
 from . import settings as S
 from .auth import RackwaveTokenAuth, make_auth
@@ -44,6 +44,7 @@ from .exceptions import (
     AuthenticationError,
     RateLimitError,
     ServerError,
+    TLSVerificationError,
     api_error_for,
 )
 from .throttle import Throttle
@@ -95,6 +96,15 @@ def _retry_after_seconds(value: Optional[str]) -> float:
         return S.DEFAULT_RETRY_AFTER_S
 
 
+def _retry_token_request(
+    response: Optional[requests.Response], exception: Optional[BaseException]
+) -> bool:
+    """dlt's default retry exceptions, minus a failed certificate check: that is no outage."""
+    return isinstance(exception, DEFAULT_RETRY_EXCEPTIONS) and not isinstance(
+        exception, requests.exceptions.SSLError
+    )
+
+
 def _session_attrs(env: Mapping[str, Any]) -> Dict[str, Any]:
     """The token session's settings, with the environment read once (see ``_environment``)."""
     return {
@@ -118,13 +128,18 @@ class RackwaveClient:
         refresh_margin_seconds: Optional[float] = None,
         max_requests_per_second: Optional[float] = None,
         max_connections: int = S.DEFAULT_CONCURRENCY,
+        ca_bundle: Optional[str] = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_rate_limit_wait = max_rate_limit_wait
         env = _environment(self.base_url)
+        if ca_bundle:
+            env["verify"] = ca_bundle  # TLS stays verified, against this bundle
         self._http = Client(
             request_timeout=S.REQUEST_TIMEOUT_S,
             raise_for_status=False,
+            exceptions=(),
+            retry_condition=_retry_token_request,
             session_attrs=_session_attrs(env),
         )
         # Picks up [runtime] request_* settings from dlt config and the environment.
@@ -195,6 +210,8 @@ class RackwaveClient:
             try:
                 reply = self.auth.authorized(lambda token: self._send(target, token),
                                              lambda r: r.status)
+            except urllib3.exceptions.SSLError:
+                raise TLSVerificationError(self.base_url) from None
             except urllib3.exceptions.HTTPError as exc:  # refused, dropped, truncated, timed out
                 reply, failure = None, exc
             else:

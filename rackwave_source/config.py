@@ -7,6 +7,7 @@ message and no API call. Each error names the setting, what is wrong, and the ac
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -36,6 +37,7 @@ class RackwaveSettings:
     lead_search: Optional[str]
     max_rate_limit_wait: float
     concurrency: int
+    ca_bundle: Optional[str]
     max_requests_per_second: Optional[float]
 
 
@@ -212,3 +214,18 @@ def validate_rate(value: object) -> Optional[float]:
             "Set the account's quota in requests per second (e.g. 50), or leave it unset.",
         )
     return rate
+
+
+def validate_ca_bundle(value: Optional[str]) -> Optional[str]:
+    """A PEM file of certificate authorities to trust instead of the default bundle."""
+    if value is None or not str(value).strip():
+        return None
+    path = os.path.abspath(os.path.expanduser(str(value).strip()))
+    if not os.path.isfile(path):
+        raise ConfigurationError(
+            "ca_bundle",
+            f"{value!r} is not a file",
+            "Point it at a PEM file of the certificate authorities to trust (e.g. your "
+            "company's TLS-inspecting proxy), or leave it unset for the default bundle.",
+        )
+    return path

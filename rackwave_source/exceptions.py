@@ -36,6 +36,17 @@ class AuthenticationError(RackwaveFatalError):
     """The token endpoint rejected the client credentials, or a fresh token was refused."""
 
 
+class TLSVerificationError(RackwaveFatalError):
+    """The server's TLS certificate could not be verified: never retried, never bypassed."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(
+            f"The TLS certificate of {url} could not be verified, so nothing was sent. If your "
+            "network inspects TLS with its own certificate authority, set `ca_bundle` under "
+            "[sources.rackwave] to a PEM file of it; verification cannot be switched off."
+        )
+
+
 class ApiError(RackwaveFatalError):
     """A documented client error (400, 403, 404, 422) with the API's own message and field errors."""
 

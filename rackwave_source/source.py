@@ -15,6 +15,7 @@ from .config import (
     parse_timestamp,
     require_secret,
     resolve_base_url,
+    validate_ca_bundle,
     validate_choice,
     validate_concurrency,
     validate_per_page,
@@ -43,6 +44,7 @@ def rackwave_source(
     max_rate_limit_wait: float = S.MAX_RATE_LIMIT_WAIT_S,
     concurrency: int = S.DEFAULT_CONCURRENCY,
     max_requests_per_second: Optional[float] = None,
+    ca_bundle: Optional[str] = None,
 ) -> Sequence[DltResource]:
     """Rackwave leads and contacts, loaded incrementally and merged on ``id``.
 
@@ -69,6 +71,7 @@ def rackwave_source(
         max_rate_limit_wait: Seconds one request may spend waiting on 429 answers in total.
         concurrency: Pages a full scan fetches at once.
         max_requests_per_second: The account's known quota; unset, the rate is learned from 429s.
+        ca_bundle: A PEM file of certificate authorities to trust (TLS is always verified).
     """
     every = None
     if full_scan_every is not None and str(full_scan_every).strip().lower() not in _NEVER:
@@ -91,6 +94,7 @@ def rackwave_source(
         max_rate_limit_wait=float(max_rate_limit_wait),
         concurrency=validate_concurrency(concurrency),
         max_requests_per_second=validate_rate(max_requests_per_second),
+        ca_bundle=validate_ca_bundle(ca_bundle),
     )
     client = RackwaveClient(
         config.base_url,
@@ -99,5 +103,6 @@ def rackwave_source(
         max_rate_limit_wait=config.max_rate_limit_wait,
         max_requests_per_second=config.max_requests_per_second,
         max_connections=config.concurrency,
+        ca_bundle=config.ca_bundle,
     )
     return (leads_resource(client, config), contacts_resource(client, config))
