@@ -161,6 +161,9 @@ def run_pipeline(
     before: Optional[Dict[str, int]] = None
     if not full_refresh and pipeline.default_schema_name is not None:
         before = count_rows(pipeline, selected)
+    elif destination == "duckdb" and not os.path.exists(os.path.abspath(duckdb_path or
+                                                                         DEFAULT_DUCKDB_FILE)):
+        before = {name: 0 for name in selected}  # a new DuckDB file holds nothing yet
     try:
         pipeline.run(source, refresh="drop_sources" if full_refresh else None)
     except PipelineStepFailed as exc:
@@ -251,8 +254,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(result.render())
     if args.destination == "duckdb":
         path = args.duckdb_file or DEFAULT_DUCKDB_FILE
-        print(f"Explore: duckdb {path} \"SELECT status, count(*) FROM {args.dataset}.leads "
-              "GROUP BY 1\"")
+        query = f"SELECT status, count(*) FROM {args.dataset}.leads GROUP BY 1"
+        print(f"Explore: duckdb {path} \"{query}\"")
+        print(f"     or: python -c \"import duckdb; "
+              f"print(duckdb.connect('{path}').sql('{query}'))\"")
     return 0
 
 

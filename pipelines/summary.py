@@ -148,9 +148,9 @@ def render(
         fmt(headers),
         fmt(["-" * w for w in widths]),
         *(fmt(line) for line in body),
-        "* updated: existing records read again and merged (changed or not); removed: deleted "
-        "from the API (dropped, or flagged with deleted_records = \"flag\"); ? = no earlier "
-        "count on this machine.",
+        "* updated: existing records read again and merged (changed or not).",
+        "  removed: gone from the API (dropped, or flagged if deleted_records = \"flag\"); "
+        "? = not known on this machine.",
         f"Requests: {sum(r.requests for r in rows)} list requests, "
         f"{sum(r.rate_limited for r in rows)} of them answered 429 and retried.",
     ]
