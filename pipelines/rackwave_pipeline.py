@@ -91,6 +91,25 @@ def make_destination(name: str, duckdb_path: Optional[str]) -> Any:
     return Destination.from_reference(name, **options)
 
 
+def discard_interrupted_run(pipeline: dlt.Pipeline) -> dlt.Pipeline:
+    """Starts over from the destination's state after a run that was killed or failed mid-way.
+
+    dlt would resume the unfinished load package, but resuming is not safe here: a DuckDB copy
+    job cut short re-runs and doubles a replaced table, and a package extracted by the first load
+    into a new DuckDB file targets staging tables that were never created. Nor is it needed:
+    dlt restores state only from *completed* loads (``_dlt_loads.status = 0``), so nothing of the
+    unfinished run is recorded there, and the records it held are simply read from the API again
+    (merges are idempotent, full scans replace). The local working folder, whose state ran ahead
+    of the destination when extraction finished, is dropped with the package.
+    """
+    print(
+        f"A previous run of pipeline `{pipeline.pipeline_name}` did not finish; its unfinished "
+        "load is discarded and read again from the Rackwave API.",
+        file=sys.stderr,
+    )
+    return pipeline.drop()
+
+
 def unwrap(exc: BaseException) -> BaseException:
     """Finds our own error inside dlt's step/extraction wrappers."""
     seen: Optional[BaseException] = exc
@@ -154,6 +173,8 @@ def run_pipeline(
         pipelines_dir=pipelines_dir,
         progress="log" if progress else None,  # type: ignore[arg-type]
     )
+    if pipeline.has_pending_data:
+        pipeline = discard_interrupted_run(pipeline)
     started = time.monotonic()
     # Row counts before the run, for the "removed" column: known when this machine has run the
     # pipeline before. On a new runner they are skipped rather than paid for with a second

@@ -93,8 +93,8 @@ class Throttle:
                 self.rate = estimate
                 if self.max_rate is not None:
                     self.rate = min(self.rate, self.max_rate)
-            elif self.rate is not None:
-                self.rate = max(self.min_rate, self.rate / 2)
+            # A 429 right after another one, with nothing let through in between, says "wait",
+            # not "slower": the pause honours it, and the rate learned from traffic stays.
             self._last_change = self._paused_until
             self._window_start = self._paused_until
             self._window_ok = 0
