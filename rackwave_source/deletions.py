@@ -6,14 +6,14 @@ set to when a full scan first missed them, so analysts keep history and can filt
 ``WHERE _rackwave_deleted_at IS NULL`` for the live view. The rows come from the destination
 itself (through ``pipeline.dataset()``), so this works on every destination dlt can read back.
 
-It costs memory for the ids seen by the scan (about 100 bytes per record), which is why it is a
-setting and not the default.
+It re-reads the whole table from the destination at every full scan, which is why it is a setting
+and not the default. The ids the scan kept are known as 64-bit hashes (see ``gaps.py``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Dict, Iterator, Set
+from typing import Any, Dict, Iterator, Set
 
 import dlt
 import pyarrow as pa
@@ -23,6 +23,7 @@ from dlt.common.json import json
 from dlt.common.schema.typing import TColumnSchema
 
 from . import settings as S
+from .gaps import contains, id_hashes
 
 DELETED_AT = "_rackwave_deleted_at"
 DELETED_AT_COLUMN: Dict[str, TColumnSchema] = {
@@ -31,8 +32,11 @@ DELETED_AT_COLUMN: Dict[str, TColumnSchema] = {
 _CHUNK = 10_000
 
 
-def missing_rows(resource: str, seen: Set[str], flagged_at: datetime) -> Iterator[pa.Table]:
-    """Yields, in chunks, the destination's rows of ``resource`` whose id is not in ``seen``."""
+def missing_rows(resource: str, seen: Any, flagged_at: datetime) -> Iterator[pa.Table]:
+    """Yields, in chunks, the destination's rows of ``resource`` whose id the scan did not keep.
+
+    ``seen``: the sorted id hashes of the scan (``GapWatch.kept_sorted()``).
+    """
     pipeline = dlt.current.pipeline()
     schema = pipeline.schemas.get(S.SOURCE_NAME) if S.SOURCE_NAME in pipeline.schemas else None
     if schema is None or resource not in schema.tables:
@@ -44,10 +48,9 @@ def missing_rows(resource: str, seen: Set[str], flagged_at: datetime) -> Iterato
         name for name, column in table_schema.get("columns", {}).items()
         if column.get("data_type") == "json"
     }
-    seen_ids = pa.array(sorted(seen), type=pa.string())
     relation = pipeline.dataset(schema=S.SOURCE_NAME)[resource]
     for chunk in relation.iter_arrow(chunk_size=_CHUNK):
-        gone = chunk.filter(pc.invert(pc.is_in(chunk.column(S.PRIMARY_KEY), value_set=seen_ids)))
+        gone = chunk.filter(pa.array(~contains(seen, id_hashes(chunk))))
         if gone.num_rows:
             yield _as_deleted(gone, json_columns, flagged_at)
 

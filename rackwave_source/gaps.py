@@ -36,6 +36,22 @@ def _micros_list(table: pa.Table) -> List[int]:
     return table.column(S.CURSOR_FIELD).cast(pa.int64()).to_pylist()
 
 
+def id_hashes(table: pa.Table) -> Any:
+    """64-bit hashes of a table's ids (stable within one process, which is all a run needs)."""
+    return np.fromiter(
+        (hash(i) & _MASK for i in table.column(S.PRIMARY_KEY).to_pylist()), dtype=np.uint64
+    )
+
+
+def contains(sorted_hashes: Any, hashes: Any) -> Any:
+    """Boolean mask: which of ``hashes`` are in ``sorted_hashes``."""
+    if not len(sorted_hashes):
+        return np.zeros(len(hashes), dtype=bool)
+    positions = np.searchsorted(sorted_hashes, hashes)
+    positions[positions >= len(sorted_hashes)] = 0
+    return sorted_hashes[positions] == hashes
+
+
 @dataclass
 class Gap:
     """Up to ``lost`` records with ``lower <= created_at <= upper`` may be hidden before ``page``."""
@@ -55,7 +71,11 @@ class GapWatch:
     _previous: Optional[Page] = None
 
     def keep(self, table: pa.Table) -> None:
-        self.kept.extend(hash(i) & _MASK for i in table.column(S.PRIMARY_KEY).to_pylist())
+        self.kept.extend(id_hashes(table).tolist())
+
+    def kept_sorted(self) -> Any:
+        """The ids kept so far, as a sorted array for :func:`contains`."""
+        return np.sort(np.frombuffer(self.kept, dtype=np.uint64))
 
     def page(self, page: Page) -> None:
         """Compares a page's total with the page before it (in page order)."""
@@ -83,7 +103,7 @@ def recover(
     """Re-reads the pages around each gap; yields the records in its range not kept yet."""
     if not watch.gaps:
         return
-    kept = np.sort(np.frombuffer(watch.kept, dtype=np.uint64))
+    kept = watch.kept_sorted()
     for gap in watch.gaps:
         back = math.ceil(gap.lost / per_page) + 1
         number = max(1, gap.page - back)
@@ -94,11 +114,8 @@ def recover(
                 break
             found = _unseen_in_range(page.records, gap, kept, since_us)
             if found is not None:
-                new_hashes = np.array(
-                    [hash(i) & _MASK for i in found.column(S.PRIMARY_KEY).to_pylist()],
-                    dtype=np.uint64,
-                )
-                kept = np.sort(np.concatenate([kept, new_hashes]))
+                watch.keep(found)
+                kept = watch.kept_sorted()
                 yield found
             if _micros_list(page.records)[-1] < gap.lower:
                 break  # passed the gap's range
@@ -109,11 +126,7 @@ def _unseen_in_range(
     table: pa.Table, gap: Gap, kept: Any, since_us: Optional[int]
 ) -> Optional[pa.Table]:
     ts = _micros_list(table)
-    ids = table.column(S.PRIMARY_KEY).to_pylist()
-    hashes = np.array([hash(i) & _MASK for i in ids], dtype=np.uint64)
-    positions = np.searchsorted(kept, hashes)
-    positions[positions >= len(kept)] = 0
-    seen = (kept[positions] == hashes) if len(kept) else np.zeros(len(ids), dtype=bool)
+    seen = contains(kept, id_hashes(table)).tolist()
     mask = [
         gap.lower <= t <= gap.upper and not s and (since_us is None or t >= since_us)
         for t, s in zip(ts, seen)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import dlt
 import pyarrow as pa
@@ -47,7 +47,6 @@ def read_records(
     )
     # materialize_table_schema: the table exists with its declared columns even while empty.
     yield dlt.mark.with_hints(dlt.mark.materialize_table_schema(), hints)
-    seen: Optional[Set[str]] = set() if flagging and plan.full_scan else None
     pages = 0
     http_before = client.stats(path)
     reader = PageReader(resource, columns, quarantine=config.bad_records == "quarantine")
@@ -69,8 +68,6 @@ def read_records(
         kept = rows.accept(page.number, page.records)
         if kept.num_rows:
             watch.keep(kept)
-            if seen is not None:
-                seen.update(kept.column(S.PRIMARY_KEY).to_pylist())
             table = batch.add(kept)
             if table is not None:
                 yield table
@@ -80,8 +77,6 @@ def read_records(
     for found in recover(client, reader, path, config.per_page, filters, watch, since_us):
         pages += 1
         rows.recovered += found.num_rows
-        if seen is not None:
-            seen.update(found.column(S.PRIMARY_KEY).to_pylist())
         table = batch.add(found)
         if table is not None:
             yield table
@@ -89,9 +84,9 @@ def read_records(
     if table is not None:
         yield table
     flagged = 0
-    if seen is not None:
+    if flagging and plan.full_scan:
         when = pa.scalar(started_at, pa.timestamp("us", tz="UTC"))
-        for table in missing_rows(resource, seen, started_at):
+        for table in missing_rows(resource, watch.kept_sorted(), started_at):
             flagged += pc.sum(pc.equal(table.column(DELETED_AT), when)).as_py() or 0
             yield table
     http_after = client.stats(path)
