@@ -166,6 +166,9 @@ def run_pipeline(
     # dicts, so dbt models can select what a load brought (a configured value wins).
     if dlt.config.get(ADD_LOAD_ID_KEY) is None:
         dlt.config[ADD_LOAD_ID_KEY] = True
+    duckdb_file = os.path.abspath(duckdb_path or DEFAULT_DUCKDB_FILE)
+    fresh_duckdb = (destination == "duckdb" and dlt.config.get("destination.duckdb.credentials")
+                    is None and not os.path.exists(duckdb_file))
     pipeline = dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=make_destination(destination, duckdb_path),
@@ -175,6 +178,12 @@ def run_pipeline(
     )
     if pipeline.has_pending_data:
         pipeline = discard_interrupted_run(pipeline)
+    elif fresh_duckdb and pipeline.default_schema_name is not None:
+        # The local state belongs to a DuckDB file that is gone (or to another one): the state
+        # that counts is the destination's, and a new file has none, so this is a first load.
+        print(f"{duckdb_file} is new: loading from scratch (the local state of pipeline "
+              f"`{pipeline_name}` belonged to another database).", file=sys.stderr)
+        pipeline = pipeline.drop()
     started = time.monotonic()
     # Row counts before the run, for the "removed" column: known when this machine has run the
     # pipeline before. On a new runner they are skipped rather than paid for with a second
@@ -182,8 +191,7 @@ def run_pipeline(
     before: Optional[Dict[str, int]] = None
     if not full_refresh and pipeline.default_schema_name is not None:
         before = count_rows(pipeline, selected)
-    elif destination == "duckdb" and not os.path.exists(os.path.abspath(duckdb_path or
-                                                                         DEFAULT_DUCKDB_FILE)):
+    elif fresh_duckdb:
         before = {name: 0 for name in selected}  # a new DuckDB file holds nothing yet
     try:
         pipeline.run(source, refresh="drop_sources" if full_refresh else None)

@@ -95,3 +95,14 @@ def test_lookback_rereads_a_window_behind_the_cursor(sandbox, make_loader):
     assert page_requests(sandbox, "leads") == -(-total // 100)
     assert loader.count("leads") == total
     assert loader.query("SELECT COUNT(DISTINCT id) FROM rackwave.leads") == [(total,)]
+
+
+def test_a_deleted_duckdb_file_is_loaded_from_scratch_not_incrementally(sandbox, loader):
+    loader.run()
+    loader.duckdb_path.unlink()  # the local pipeline folder, with its cursor, stays
+
+    result = loader.run()
+
+    assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
+    assert loader.ids("contacts") == sandbox_ids(sandbox, "contacts")
+    assert loader.table(result, "leads").mode == "full scan"
