@@ -71,23 +71,27 @@ class RunResult:
         return render(self.tables, self.destination, self.dataset, self.seconds)
 
 
-def make_destination(name: str, duckdb_path: Optional[str]) -> Any:
-    """The destination factory; DuckDB writes ``./rackwave_data.duckdb`` unless configured otherwise.
+def own_duckdb_file(destination: str, duckdb_path: Optional[str]) -> Optional[str]:
+    """The DuckDB file this command manages (absolute, so it lands in the current folder whatever
+    dlt's local_dir says), or None when the destination is not DuckDB or is configured by dlt."""
+    if destination != "duckdb" or dlt.config.get("destination.duckdb.credentials") is not None:
+        return None
+    return os.path.abspath(duckdb_path or DEFAULT_DUCKDB_FILE)
+
+
+def make_destination(name: str, duckdb_file: Optional[str], fresh: bool) -> Any:
+    """The destination factory; DuckDB writes ``duckdb_file`` when this command manages it.
 
     Full scans replace tables; ``insert-from-staging`` swaps the new rows in one transaction, so
     a load that fails half way never leaves a table emptied. A configured strategy wins. The one
-    exception: a DuckDB file that does not exist yet has nothing to protect, so its first load
-    writes the tables directly (``truncate-and-insert``), half the load time of a first load.
+    exception: a ``fresh`` DuckDB file (not created yet) has nothing to protect, so its first
+    load writes the tables directly (``truncate-and-insert``), half the load time of a first load.
     """
     options: Dict[str, Any] = {}
-    path = os.path.abspath(duckdb_path or DEFAULT_DUCKDB_FILE)
-    own_duckdb = name == "duckdb" and dlt.config.get("destination.duckdb.credentials") is None
     if dlt.config.get("destination.replace_strategy") is None:
-        fresh = own_duckdb and not os.path.exists(path)
         options["replace_strategy"] = "truncate-and-insert" if fresh else "insert-from-staging"
-    if own_duckdb:
-        # Absolute, so the file lands in the current folder whatever dlt's local_dir says.
-        options["credentials"] = DuckDbCredentials(path, global_config=DUCKDB_LOAD_SETTINGS)
+    if duckdb_file is not None:
+        options["credentials"] = DuckDbCredentials(duckdb_file, global_config=DUCKDB_LOAD_SETTINGS)
     return Destination.from_reference(name, **options)
 
 
@@ -166,12 +170,11 @@ def run_pipeline(
     # dicts, so dbt models can select what a load brought (a configured value wins).
     if dlt.config.get(ADD_LOAD_ID_KEY) is None:
         dlt.config[ADD_LOAD_ID_KEY] = True
-    duckdb_file = os.path.abspath(duckdb_path or DEFAULT_DUCKDB_FILE)
-    fresh_duckdb = (destination == "duckdb" and dlt.config.get("destination.duckdb.credentials")
-                    is None and not os.path.exists(duckdb_file))
+    duckdb_file = own_duckdb_file(destination, duckdb_path)
+    fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)
     pipeline = dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=make_destination(destination, duckdb_path),
+        destination=make_destination(destination, duckdb_file, fresh_duckdb),
         dataset_name=dataset,
         pipelines_dir=pipelines_dir,
         progress="log" if progress else None,  # type: ignore[arg-type]
