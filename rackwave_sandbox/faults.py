@@ -54,6 +54,9 @@ class Fault:
     count: int = 1
     path: str | None = None
     after: int = 0
+    # Only requests for this page number match: a concurrent client asks for pages out of order,
+    # so "the n-th request" is not "page n".
+    page: int | None = None
     retry_after: int = 1
     message: str | None = None
     # "body": answer 200 with this JSON instead of the real page (an API that breaks its contract)
@@ -61,8 +64,10 @@ class Fault:
     # "tamper": the real page, with data[record] changed: {"record": i, "set": {...}, "drop": [...]}
     tamper: dict[str, Any] | None = None
 
-    def matches(self, path: str) -> bool:
+    def matches(self, path: str, page: int | None = None) -> bool:
         """Explicit ``path`` is a prefix; otherwise any /v1 path but the token one."""
+        if self.page is not None and page != self.page:
+            return False
         return path.startswith(self.path) if self.path else _default_match(path)
 
 
@@ -123,9 +128,13 @@ class FaultInjector:
             tamper = item.get("tamper")
             if kind == "tamper" and not isinstance(tamper, dict):
                 raise FaultError('a "tamper" fault needs {"tamper": {"record": i, "set": {...}}}')
+            page = item.get("page")
+            if page is not None:
+                page = _as_int(page, "page", 1)
             parsed.append(
                 Fault(
                     kind=kind,
+                    page=page,
                     count=_as_int(item.get("count", 1), "count", 1),
                     path=path or None,
                     after=_as_int(item.get("after", 0), "after", 0),
@@ -149,7 +158,9 @@ class FaultInjector:
         with self._lock:
             return [asdict(f) for f in self._queue]
 
-    def pick(self, path: str, error_rate: float, drop_rate: float) -> Fault | None:
+    def pick(
+        self, path: str, error_rate: float, drop_rate: float, page: int | None = None
+    ) -> Fault | None:
         """Return the fault to apply to this request, if any.
 
         Queued faults win over random ones. Every matching queued fault whose
@@ -161,7 +172,7 @@ class FaultInjector:
         with self._lock:
             chosen: Fault | None = None
             for fault in self._queue:
-                if not fault.matches(path):
+                if not fault.matches(path, page):
                     continue
                 if fault.after > 0:
                     fault.after -= 1

@@ -547,9 +547,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         endpoint = f"{method} {path}"
         query = parse_qs(qs, keep_blank_values=True) if qs else {}
         stats = state.stats
-        stats.request(endpoint, page_for_stats(query) if method == "GET" and path in LIST_KINDS else None)
+        page = page_for_stats(query) if method == "GET" and path in LIST_KINDS else None
+        stats.request(endpoint, page)
         cfg = state.config
-        fault = state.faults.pick(path, cfg.error_rate, cfg.drop_rate)
+        fault = state.faults.pick(path, cfg.error_rate, cfg.drop_rate, page)
         if cfg.latency_ms > 0:
             time.sleep(cfg.latency_ms / 1000.0)
         if fault is not None and fault.kind not in POST_FAULTS:

@@ -9,7 +9,7 @@ import pytest
 from rackwave_source import UnexpectedResponseError
 from support import page_requests, sandbox_ids
 
-ON_PAGE_2 = {"path": "/v1/leads", "after": 1, "count": 1}
+ON_PAGE_2 = {"path": "/v1/leads", "page": 2, "count": 1}
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_quarantine_keeps_bad_records_aside_and_loads_the_rest(sandbox, make_loa
         {"kind": "tamper", "tamper": {"record": 4, "set": {"created_at": "yesterday"}},
          **ON_PAGE_2},
         {"kind": "tamper", "tamper": {"record": 10, "drop": ["id"]}, "path": "/v1/leads",
-         "after": 2, "count": 1},  # page 3
+         "page": 3, "count": 1},
     ])
 
     result = loader.run(resources=["leads"])

@@ -100,6 +100,17 @@ def test_path_and_after_select_requests(api: requests.Session, sandbox: RunningS
     assert sandbox.admin.faults() == []
 
 
+def test_page_selects_one_page_whatever_the_request_order(
+    api: requests.Session, sandbox: RunningServer
+) -> None:
+    # A concurrent client asks for pages out of order: "page 2" must not mean "the 2nd request".
+    sandbox.admin.add_faults([{"kind": "500", "path": "/v1/leads", "page": 2}])
+    codes = {page: api.get(f"{sandbox.base_url}/leads", params={"page": page, "per_page": 10},
+                           timeout=5).status_code for page in (3, 1, 2)}
+    assert codes == {3: 200, 1: 200, 2: 500}
+    assert sandbox.admin.faults() == []
+
+
 def test_token_endpoint_only_faulted_when_named(sandbox: RunningServer) -> None:
     sandbox.admin.add_faults([{"kind": "500"}])
     get_token(sandbox)  # default faults skip the token endpoint
