@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -32,15 +32,14 @@ from .records import Page, PageReader
 _MASK = (1 << 64) - 1
 
 
-def _micros_list(table: pa.Table) -> List[int]:
-    return table.column(S.CURSOR_FIELD).cast(pa.int64()).to_pylist()
+def hash_ids(ids: Sequence[Optional[str]]) -> Any:
+    """64-bit hashes of ids (stable within one process, which is all a run needs)."""
+    return np.fromiter((hash(i) & _MASK for i in ids), dtype=np.uint64, count=len(ids))
 
 
 def id_hashes(table: pa.Table) -> Any:
-    """64-bit hashes of a table's ids (stable within one process, which is all a run needs)."""
-    return np.fromiter(
-        (hash(i) & _MASK for i in table.column(S.PRIMARY_KEY).to_pylist()), dtype=np.uint64
-    )
+    """64-bit hashes of a table's ids."""
+    return hash_ids(table.column(S.PRIMARY_KEY).to_pylist())
 
 
 def contains(sorted_hashes: Any, hashes: Any) -> Any:
@@ -70,8 +69,9 @@ class GapWatch:
     gaps: List[Gap] = field(default_factory=list)
     _previous: Optional[Page] = None
 
-    def keep(self, table: pa.Table) -> None:
-        self.kept.extend(id_hashes(table).tolist())
+    def keep(self, ids: Sequence[Optional[str]]) -> None:
+        """Records the ids of rows the run keeps."""
+        self.kept.extend(hash(i) & _MASK for i in ids)
 
     def kept_sorted(self) -> Any:
         """The ids kept so far, as a sorted array for :func:`contains`."""
@@ -87,7 +87,7 @@ class GapWatch:
             return
         self.gaps.append(
             Gap(page=page.number, lost=before.total - page.total,
-                upper=_micros_list(before.records)[-1], lower=_micros_list(page.records)[0])
+                upper=before.created_us[-1], lower=page.created_us[0])  # type: ignore[arg-type]
         )
 
 
@@ -112,25 +112,25 @@ def recover(
             page = fetch_page(client, reader, path, number, per_page, filters)
             if not page.records.num_rows:
                 break
-            found = _unseen_in_range(page.records, gap, kept, since_us)
+            found = _unseen_in_range(page, gap, kept, since_us)
             if found is not None:
-                watch.keep(found)
+                watch.keep(found.column(S.PRIMARY_KEY).to_pylist())
                 kept = watch.kept_sorted()
                 yield found
-            if _micros_list(page.records)[-1] < gap.lower:
+            if page.created_us[-1] < gap.lower:  # type: ignore[operator]
                 break  # passed the gap's range
             number += 1
 
 
 def _unseen_in_range(
-    table: pa.Table, gap: Gap, kept: Any, since_us: Optional[int]
+    page: Page, gap: Gap, kept: Any, since_us: Optional[int]
 ) -> Optional[pa.Table]:
-    ts = _micros_list(table)
-    seen = contains(kept, id_hashes(table)).tolist()
+    ts = page.created_us
+    seen = contains(kept, hash_ids(page.ids)).tolist()
     mask = [
         gap.lower <= t <= gap.upper and not s and (since_us is None or t >= since_us)
         for t, s in zip(ts, seen)
     ]
     if not any(mask):
         return None
-    return table.filter(pa.array(mask))
+    return page.records.filter(pa.array(mask))

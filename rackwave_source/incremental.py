@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, MutableMapping, Optional, Set
+from typing import Any, Dict, List, MutableMapping, Optional, Set, Tuple
 
 import pyarrow as pa
 
 from . import settings as S
 from .config import RackwaveSettings
 from .exceptions import UnexpectedResponseError
+from .records import Page
 
 STATE_CURSOR = "cursor"
 STATE_LAST_FULL_SCAN = "last_full_scan_at"
@@ -106,30 +107,29 @@ class RowFilter:
             return None
         return datetime.fromtimestamp(self.newest_us / 1_000_000, tz=timezone.utc)
 
-    def accept(self, page_number: int, records: pa.Table) -> pa.Table:
-        """Returns the page's records to load; sets ``reached_bound`` once past ``since``."""
+    def accept(self, page: Page) -> Tuple[pa.Table, List[str]]:
+        """Returns the page's records to load and their ids; sets ``reached_bound`` once past
+        ``since``."""
+        records, ts, ids = page.records, page.created_us, page.ids
         if not records.num_rows:
-            return records
-        self._check_nulls(page_number, records)
-        ts: List[int] = records.column(S.CURSOR_FIELD).cast(pa.int64()).to_pylist()
+            return records, []
+        self._check_nulls(page)
         for index in range(1, len(ts)):
-            if ts[index] > ts[index - 1]:
+            if ts[index] > ts[index - 1]:  # type: ignore[operator]
                 raise UnexpectedResponseError(
-                    f"Rackwave `{self.resource}` page {page_number} is not ordered by "
-                    f"`{S.CURSOR_FIELD}` descending as documented (record "
-                    f"{records.column(S.PRIMARY_KEY)[index].as_py()}); incremental loading "
-                    "depends on that order."
+                    f"Rackwave `{self.resource}` page {page.number} is not ordered by "
+                    f"`{S.CURSOR_FIELD}` descending as documented (record {ids[index]}); "
+                    "incremental loading depends on that order."
                 )
-        if self.since is not None and ts[-1] < _micros(self.since):
+        if self.since is not None and ts[-1] < _micros(self.since):  # type: ignore[operator]
             bound = _micros(self.since)
-            cut = next(i for i, value in enumerate(ts) if value < bound)
+            cut = next(i for i, value in enumerate(ts) if value < bound)  # type: ignore[operator]
             self.reached_bound = True
-            records, ts = records.slice(0, cut), ts[:cut]
+            records, ts, ids = records.slice(0, cut), ts[:cut], ids[:cut]
             if not ts:
-                return records
-        if self.oldest is not None and ts[0] >= self.oldest:
+                return records, []
+        if self.oldest is not None and ts[0] >= self.oldest:  # type: ignore[operator]
             # the page overlaps what was kept: pages shifted while we paged
-            ids = records.column(S.PRIMARY_KEY).to_pylist()
             keep = [
                 value < self.oldest or (value == self.oldest and ids[i] not in self.ids_at_oldest)
                 for i, value in enumerate(ts)
@@ -139,31 +139,30 @@ class RowFilter:
                 self.skipped_shifted += dropped
                 records = records.filter(pa.array(keep))
                 ts = [value for value, k in zip(ts, keep) if k]
+                ids = [value for value, k in zip(ids, keep) if k]
                 if not ts:
-                    return records
+                    return records, []
         last = ts[-1]
         tail = len(ts)
         while tail > 0 and ts[tail - 1] == last:
             tail -= 1
-        at_last = set(records.column(S.PRIMARY_KEY).slice(tail).to_pylist())
+        at_last = set(ids[tail:])
         if self.oldest == last:
             self.ids_at_oldest |= at_last
         else:
             self.oldest, self.ids_at_oldest = last, at_last
-        if self.newest_us is None or ts[0] > self.newest_us:
+        if self.newest_us is None or ts[0] > self.newest_us:  # type: ignore[operator]
             self.newest_us = ts[0]
         self.kept += records.num_rows
-        return records
+        return records, ids  # type: ignore[return-value]
 
-    def _check_nulls(self, page_number: int, records: pa.Table) -> None:
-        for column in (S.PRIMARY_KEY, S.CURSOR_FIELD):
-            array = records.column(column)
-            if array.null_count:
-                index = array.to_pylist().index(None)
+    def _check_nulls(self, page: Page) -> None:
+        for column, values in ((S.PRIMARY_KEY, page.ids), (S.CURSOR_FIELD, page.created_us)):
+            if None in values:
                 raise UnexpectedResponseError(
-                    f"Rackwave `{self.resource}` page {page_number}, record {index}: it has no "
-                    f"`{column}`, so it cannot be loaded incrementally and merged. The API broke "
-                    "its contract."
+                    f"Rackwave `{self.resource}` page {page.number}, record "
+                    f"{values.index(None)}: it has no `{column}`, so it cannot be loaded "
+                    "incrementally and merged. The API broke its contract."
                 )
 
 

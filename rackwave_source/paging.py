@@ -8,9 +8,11 @@ takes a first load from latency-bound to rate-limit-bound.
 
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Dict, Iterator, Mapping, Optional
+from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence
 
+from . import settings as S
 from .client import RackwaveClient
 from .records import Page, PageReader
 
@@ -46,6 +48,30 @@ def iter_pages(
         number += 1
 
 
+def fetch_pages(
+    client: RackwaveClient,
+    reader: PageReader,
+    path: str,
+    numbers: Sequence[int],
+    per_page: int,
+    filters: Optional[Mapping[str, str]] = None,
+) -> List[Page]:
+    """Fetches consecutive pages one after another, then decodes them together.
+
+    A body that turns out not to be JSON (e.g. cut short) is fetched again through
+    :func:`fetch_page`, with the client's retries.
+    """
+    bodies = [
+        client.get(path, {"page": n, "per_page": per_page, **(filters or {})}, decode=bytes)
+        for n in numbers
+    ]
+    pages = reader.pages(client.base_url + path, numbers, bodies)
+    return [
+        page if page is not None else fetch_page(client, reader, path, n, per_page, filters)
+        for n, page in zip(numbers, pages)
+    ]
+
+
 def iter_pages_concurrent(
     client: RackwaveClient,
     reader: PageReader,
@@ -53,13 +79,16 @@ def iter_pages_concurrent(
     per_page: int,
     filters: Optional[Mapping[str, str]] = None,
     concurrency: int = 8,
+    pages_per_read: int = S.PAGES_PER_READ,
 ) -> Iterator[Page]:
     """Yields every page in order, fetching up to ``concurrency`` of them at a time.
 
-    Pages are yielded in page order, so callers see the same sequence as :func:`iter_pages` and
-    memory holds at most ``2 * concurrency`` pages. If records are created meanwhile, a later page
-    reports a larger ``last_page`` and the scan follows it; if records are deleted, it stops at
-    the first empty page. Closing the generator (an early stop) cancels what was not sent yet.
+    Each worker takes up to ``pages_per_read`` consecutive pages (see :func:`fetch_pages`). Pages are
+    yielded in page order, so callers see the same sequence as :func:`iter_pages`, and memory
+    holds at most ``2 * concurrency`` such runs of pages. If records are created meanwhile, a
+    later page reports a larger ``last_page`` and the scan follows it; if records are deleted,
+    it stops at the first empty page. Closing the generator (an early stop) cancels what was not
+    sent yet.
     """
     if concurrency <= 1:
         yield from iter_pages(client, reader, path, per_page, filters)
@@ -70,22 +99,24 @@ def iter_pages_concurrent(
         return
     target = first.last_page
     window = 2 * concurrency
-    pending: Dict[int, "Future[Page]"] = {}
-    next_submit = next_yield = 2
+    pending: Deque["Future[List[Page]]"] = deque()
+    next_submit = 2
     with ThreadPoolExecutor(concurrency, thread_name_prefix=f"rackwave-{reader.resource}") as pool:
         try:
-            while next_yield <= target:
+            while pending or next_submit <= target:
                 while next_submit <= target and len(pending) < window:
-                    pending[next_submit] = pool.submit(
-                        fetch_page, client, reader, path, next_submit, per_page, filters
-                    )
-                    next_submit += 1
-                page = pending.pop(next_yield).result()
-                next_yield += 1
-                yield page
-                if not page.records.num_rows:
-                    return
-                target = max(target, page.last_page)
+                    # fewer pages per read when there are too few to keep every worker busy
+                    size = max(1, min(pages_per_read, (target - next_submit + 1) // concurrency))
+                    numbers = range(next_submit, min(next_submit + size, target + 1))
+                    pending.append(pool.submit(
+                        fetch_pages, client, reader, path, numbers, per_page, filters
+                    ))
+                    next_submit = numbers[-1] + 1
+                for page in pending.popleft().result():
+                    yield page
+                    if not page.records.num_rows:
+                        return
+                    target = max(target, page.last_page)
         finally:
-            for future in pending.values():
+            for future in pending:
                 future.cancel()

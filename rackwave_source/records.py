@@ -20,7 +20,7 @@ page's table.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -182,6 +182,17 @@ class Page:
     total: int
     last_page: int
     rejected: List[Dict[str, Any]] = field(default_factory=list)
+    #: ``created_at`` as integer microseconds (UTC) and ``id``, one per record, as Python lists.
+    #: Computed where the page is decoded (a fetching thread), so the single thread that consumes
+    #: pages in order does no Arrow compute per page: each such call releases the GIL and then
+    #: waits its turn behind the fetching threads to take it back.
+    created_us: List[Optional[int]] = field(init=False, repr=False)
+    ids: List[Optional[str]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(  # frozen: set once, here
+            self, "created_us", self.records.column(S.CURSOR_FIELD).cast(pa.int64()).to_pylist())
+        object.__setattr__(self, "ids", self.records.column(S.PRIMARY_KEY).to_pylist())
 
 
 QUARANTINE_TABLE = "rackwave_quarantine"
@@ -249,6 +260,52 @@ class PageReader:
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
         return json.loadb(content)
+
+    def pages(self, url: str, numbers: Sequence[int], bodies: Sequence[bytes]) -> List[Optional[Page]]:
+        """Several pages' raw bodies at once: one JSON read and one shaping for all of them.
+
+        Anything unusual (a body with line breaks, one that is not JSON, a problem in the data,
+        quarantine on) falls back to :meth:`page` for each, which names the page of a problem.
+        A body that is not JSON at all comes back as None: the caller fetches that page again.
+        """
+        if not self.quarantine and len(bodies) > 1:
+            try:
+                return list(self._pages_at_once(url, numbers, bodies))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnexpectedResponseError, ValueError):
+                pass
+        out: List[Optional[Page]] = []
+        for number, content in zip(numbers, bodies):
+            try:
+                body = self.decode(content)
+            except ValueError:
+                out.append(None)
+                continue
+            out.append(self.page(url, number, body))
+        return out
+
+    def _pages_at_once(
+        self, url: str, numbers: Sequence[int], bodies: Sequence[bytes]
+    ) -> Iterator[Page]:
+        if any(b"\n" in content for content in bodies):
+            raise ValueError("one JSON document per line only")
+        content = b"\n".join(bodies)
+        table = pa_json.read_json(
+            pa.py_buffer(content),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(content) + 1),
+            parse_options=self._parse,
+        )
+        if table.num_rows != len(bodies):
+            raise ValueError("not one JSON object per page")
+        data = table.column("data").combine_chunks()
+        if data.null_count:
+            raise ValueError("`data` missing")
+        metas = [self._meta(url, n, m) for n, m in zip(numbers, table.column("meta").to_pylist())]
+        lengths = pc.list_value_length(data).to_pylist()
+        records = self._shape(data.flatten(), numbers[0])
+        start = 0
+        for number, length, (total, last_page) in zip(numbers, lengths, metas):
+            yield Page(number, records.slice(start, length), total, last_page)
+            start += length
 
     def page(self, url: str, number: int, body: Union[pa.Table, Any]) -> Page:
         """Checks the documented envelope ``{"data": [...], "meta": {...}}`` and shapes records.

@@ -65,9 +65,9 @@ def read_records(
         if page.rejected:
             quarantined += len(page.rejected)
             yield _to_quarantine(page.rejected, started_at)
-        kept = rows.accept(page.number, page.records)
+        kept, ids = rows.accept(page)
         if kept.num_rows:
-            watch.keep(kept)
+            watch.keep(ids)
             table = batch.add(kept)
             if table is not None:
                 yield table
