@@ -98,7 +98,7 @@ def iter_pages_concurrent(
     if not first.records.num_rows or first.last_page <= 1:
         return
     target = first.last_page
-    window = 2 * concurrency
+    window = concurrency + 2
     pending: Deque["Future[List[Page]]"] = deque()
     next_submit = 2
     with ThreadPoolExecutor(concurrency, thread_name_prefix=f"rackwave-{reader.resource}") as pool:
