@@ -33,10 +33,12 @@ import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from rackwave_source import RESOURCES, rackwave_source
 from rackwave_source.config import validate_resources
+from rackwave_source.drift import contract_error
 from rackwave_source.exceptions import (
     ConfigurationError,
     RackwaveError,
@@ -121,12 +123,15 @@ def discard_interrupted_run(pipeline: dlt.Pipeline) -> dlt.Pipeline:
 
 
 def unwrap(exc: BaseException) -> BaseException:
-    """Finds our own error inside dlt's step/extraction wrappers."""
+    """Finds our own error inside dlt's step/extraction wrappers (a frozen schema's violation
+    becomes our ``SchemaContractError``)."""
     seen: Optional[BaseException] = exc
     visited = set()
     while seen is not None and id(seen) not in visited:
         if isinstance(seen, RackwaveError):
             return seen
+        if isinstance(seen, DataValidationError):
+            return contract_error(seen)
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return exc

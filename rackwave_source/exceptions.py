@@ -91,6 +91,21 @@ class UnexpectedResponseError(RackwaveFatalError):
     """A response that is not what the reference documents (wrong envelope, record without id...)."""
 
 
+class SchemaContractError(RackwaveFatalError):
+    """The API sent a new field, or a field with a new type, and the schema is frozen."""
+
+    def __init__(self, table: str, field: str, data_type: Optional[str], new_type: bool) -> None:
+        kind = f" as {data_type}" if data_type else ""
+        change = "a new type for an existing column" if new_type else "a new column"
+        super().__init__(
+            f"Rackwave `{table}`: field `{field}` arrived{kind}, which needs {change}, and "
+            "schema_contract = \"freeze\" allows none. Nothing of this run was loaded. Review "
+            "the API change; to accept it, run once with schema_contract = \"evolve\" (then "
+            "freeze again)."
+        )
+        self.table, self.field, self.data_type = table, field, data_type
+
+
 class RateLimitError(RackwaveTransientError):
     """The API kept answering 429 for longer than the configured wait budget."""
 

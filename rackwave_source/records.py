@@ -29,6 +29,7 @@ import pyarrow.json as pa_json
 from dlt.common.json import json
 
 from . import settings as S
+from .drift import ColumnTypes, arrow_type, python_type
 from .exceptions import UnexpectedResponseError
 from .schema import TColumns
 
@@ -66,6 +67,7 @@ def _values(records: Sequence[Dict[str, Any]], name: str) -> List[Any]:
 def _extra_columns(
     records: Sequence[Dict[str, Any]], documented: set
 ) -> Dict[str, List[Any]]:
+    """Undocumented fields as columns; objects flattened one level, like dlt does for dicts."""
     keys: Dict[str, None] = {}
     for record in records:
         for key in record:
@@ -83,53 +85,97 @@ def _extra_columns(
                 columns[f"{key}{_SEPARATOR}{sub}"] = [
                     v.get(sub) if isinstance(v, dict) else None for v in values
                 ]
-        else:
+            values = [None if isinstance(v, dict) else v for v in values]
+        if any(v is not None for v in values):
             columns[key] = values
     return columns
 
 
+def _fits(value: Any, arrow_type: pa.DataType) -> bool:
+    """Whether one JSON value converts to a declared column's type."""
+    if pa.types.is_timestamp(arrow_type):
+        if not isinstance(value, str):
+            return False
+        try:
+            pc.cast(pa.array([value], pa.string()), arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        return True
+    if pa.types.is_list(arrow_type):
+        return isinstance(value, list) and all(v is None or isinstance(v, str) for v in value)
+    return isinstance(value, str)
+
+
+def _declared_array(values: List[Any], arrow_type: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(arrow_type):
+        return pc.cast(pa.array(values, pa.string()), arrow_type)
+    if pa.types.is_list(arrow_type) and any(
+        v is not None and not isinstance(v, list) for v in values
+    ):
+        raise pa.ArrowTypeError("expected an array")  # pyarrow would split a string into chars
+    return pa.array(values, arrow_type)
+
+
+def _any_array(values: List[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # objects of different shapes under one name: keep every value, as JSON text
+        return pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+
+
 def to_arrow(
     resource: str, page: int, records: Sequence[Dict[str, Any]], columns: TColumns,
-    schema: pa.Schema,
+    schema: pa.Schema, types: ColumnTypes,
 ) -> pa.Table:
-    """Builds one page's table; a value of the wrong type names the resource, page and field.
+    """Builds one page's table from Python objects, value by value.
+
+    A value whose type differs from its column's goes to a variant column (see ``drift.py``),
+    except in ``id`` and ``created_at``.
 
     Raises:
-        UnexpectedResponseError: a documented field holds a value of another type.
+        UnexpectedResponseError: ``id`` or ``created_at`` holds a value of another type.
     """
     documented = {name.split(_SEPARATOR, 1)[0] for name in columns}
-    arrays: List[pa.Array] = []
+    count = len(records)
+    arrays: Dict[str, pa.Array] = {}
     fields: List[pa.Field] = []
+    variants: Dict[str, List[Any]] = {}
+
+    def place(name: str, index: int, value: Any, data_type: str) -> None:
+        column = types.column_for(name, data_type)
+        variants.setdefault(column, [None] * count)[index] = value
+
     for field in schema:
         values = _values(records, field.name)
         try:
-            if pa.types.is_timestamp(field.type):
-                array = pc.cast(pa.array(values, pa.string()), field.type)
-            else:
-                if pa.types.is_list(field.type) and any(
-                    v is not None and not isinstance(v, list) for v in values
-                ):
-                    # pyarrow would read a string as a list of its characters
-                    raise pa.ArrowTypeError("expected an array")
-                array = pa.array(values, field.type)
+            array = _declared_array(values, field.type)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise UnexpectedResponseError(
-                f"Rackwave `{resource}` page {page}: field `{field.name}` holds a value that is "
-                f"not {columns[field.name]['data_type']} ({_first_line(exc)})."
-            ) from None
-        arrays.append(array)
+            if field.name in (S.PRIMARY_KEY, S.CURSOR_FIELD):
+                raise UnexpectedResponseError(
+                    f"Rackwave `{resource}` page {page}: field `{field.name}` holds a value that "
+                    f"is not {columns[field.name]['data_type']} ({_first_line(exc)})."
+                ) from None
+            declared = str(columns[field.name]["data_type"])
+            for index, value in enumerate(values):
+                if value is not None and not _fits(value, field.type):
+                    values[index] = None
+                    kind = python_type(value)
+                    if kind == declared:  # e.g. a list, but not of strings: kept as JSON text
+                        value, kind = json.dumps(value), "text"
+                    place(field.name, index, value, kind)
+            array = _declared_array(values, field.type)
+        arrays[field.name] = array
         fields.append(field)
     for name, values in _extra_columns(records, documented).items():
-        if all(v is None for v in values):
-            continue
-        try:
-            array = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            # mixed types in an undocumented field: keep every value, as JSON text
-            array = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
-        arrays.append(array)
+        for index, value in enumerate(values):
+            if value is not None:
+                place(name, index, value, python_type(value))
+    for name, values in variants.items():
+        array = _any_array(values)
+        arrays[name] = array
         fields.append(pa.field(name, array.type))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=pa.schema(fields))
 
 
 def _first_line(exc: Exception) -> str:
@@ -234,14 +280,29 @@ def _read_schema(columns: TColumns) -> pa.Schema:
     return pa.schema([("data", pa.list_(record)), ("meta", _META)])
 
 
+class _Misfit(Exception):
+    """A value the Arrow path cannot place; the Python path sorts the page out."""
+
+
 class PageReader:
     """Decodes and validates the pages of one resource."""
 
-    def __init__(self, resource: str, columns: TColumns, quarantine: bool = False) -> None:
+    def __init__(
+        self,
+        resource: str,
+        columns: TColumns,
+        quarantine: bool = False,
+        known_types: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        """``known_types``: the data type of each column the destination already has (from the
+        dlt schema), so that a field that changed type since an earlier run is a variant."""
         self.resource = resource
         self.quarantine = quarantine
         self.columns = columns
         self.schema = arrow_schema(columns)
+        self.types = ColumnTypes(
+            {**(known_types or {}),
+             **{name: str(column["data_type"]) for name, column in columns.items()}})
         self._documented = {name.split(_SEPARATOR, 1)[0] for name in columns}
         self._parse = pa_json.ParseOptions(
             explicit_schema=_read_schema(columns), unexpected_field_behavior="infer"
@@ -277,7 +338,8 @@ class PageReader:
         if not self.quarantine and len(bodies) > 1:
             try:
                 return list(self._pages_at_once(url, numbers, bodies))
-            except (pa.ArrowInvalid, pa.ArrowTypeError, UnexpectedResponseError, ValueError):
+            except (pa.ArrowInvalid, pa.ArrowTypeError, UnexpectedResponseError, ValueError,
+                    _Misfit):
                 pass
         out: List[Optional[Page]] = []
         for number, content in zip(numbers, bodies):
@@ -308,7 +370,7 @@ class PageReader:
             raise ValueError("`data` missing")
         metas = [self._meta(url, n, m) for n, m in zip(numbers, table.column("meta").to_pylist())]
         lengths = pc.list_value_length(data).to_pylist()
-        records = self._shape(data.flatten(), numbers[0])
+        records = self._shape(data.flatten())
         start = 0
         for number, length, (total, last_page) in zip(numbers, lengths, metas):
             yield Page(number, records.slice(start, length), total, last_page)
@@ -328,11 +390,9 @@ class PageReader:
             total, last_page = self._meta(url, number, meta)
             try:
                 return self._without_keyless(
-                    Page(number, self._shape(data.flatten(), number), total, last_page))
-            except UnexpectedResponseError:
-                if not self.quarantine:
-                    raise
-                body = {"data": data.flatten().to_pylist(), "meta": meta}  # sort it record by record
+                    Page(number, self._shape(data.flatten()), total, last_page))
+            except _Misfit:  # sorted out value by value below
+                body = {"data": data.flatten().to_pylist(), "meta": meta}
         if not isinstance(body, dict):
             raise self._envelope_error(
                 url, number, f"expected a JSON object, got {type(body).__name__}")
@@ -346,7 +406,8 @@ class PageReader:
             if not isinstance(record, dict):
                 raise self._envelope_error(
                     url, number, f"record {index} is a {type(record).__name__}, not an object")
-        return Page(number, to_arrow(self.resource, number, data, self.columns, self.schema),
+        return Page(number, to_arrow(self.resource, number, data, self.columns, self.schema,
+                                     self.types),
                     total, last_page)
 
     def _without_keyless(self, page: Page) -> Page:
@@ -379,7 +440,7 @@ class PageReader:
                 good.append(record)
             else:
                 rejected.append(quarantine_row(self.resource, number, index, record, reason))
-        table = to_arrow(self.resource, number, good, self.columns, self.schema)
+        table = to_arrow(self.resource, number, good, self.columns, self.schema, self.types)
         return Page(number, table, total, last_page, rejected)
 
     def _problem(self, number: int, record: Any) -> Optional[str]:
@@ -389,7 +450,7 @@ class PageReader:
             if not isinstance(record.get(key), str) or not record.get(key):
                 return f"no `{key}`"
         try:
-            to_arrow(self.resource, number, [record], self.columns, self.schema)
+            to_arrow(self.resource, number, [record], self.columns, self.schema, self.types)
         except UnexpectedResponseError as exc:
             return str(exc)
         return None
@@ -409,7 +470,13 @@ class PageReader:
             f"envelope: {problem}. Check base_url points at the Rackwave API v1."
         )
 
-    def _shape(self, records: pa.StructArray, number: int) -> pa.Table:
+    def _shape(self, records: pa.StructArray) -> pa.Table:
+        """The declared columns (typed by the JSON reader), then undocumented ones.
+
+        Raises:
+            _Misfit: a declared timestamp column holds text that is not a timestamp; the caller
+                takes the value-by-value path, which puts it in a variant column (or names it).
+        """
         by_name: Dict[str, pa.Array] = {}
         for field, array in zip(records.type, records.flatten()):
             if pa.types.is_struct(field.type):
@@ -424,17 +491,14 @@ class PageReader:
             if pa.types.is_timestamp(field.type):
                 try:
                     array = pc.cast(array, field.type, memory_pool=_POOL)
-                except pa.ArrowInvalid as exc:
-                    raise UnexpectedResponseError(
-                        f"Rackwave `{self.resource}` page {number}: field `{field.name}` holds a "
-                        f"value that is "
-                        f"not an ISO 8601 timestamp ({_first_line(exc)})."
-                    ) from None
+                except pa.ArrowInvalid:
+                    raise _Misfit(field.name) from None
             arrays.append(array)
             fields.append(field)
         for name, array in by_name.items():  # undocumented fields, in the API's order
             if array.null_count == len(array):
                 continue
+            column = self.types.column_for(name, arrow_type(array.type))
             arrays.append(array)
-            fields.append(pa.field(name, array.type))
+            fields.append(pa.field(column, array.type))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))

@@ -49,7 +49,8 @@ def read_records(
     yield dlt.mark.with_hints(dlt.mark.materialize_table_schema(), hints)
     pages = 0
     http_before = client.stats(path)
-    reader = PageReader(resource, columns, quarantine=config.bad_records == "quarantine")
+    reader = PageReader(resource, columns, quarantine=config.bad_records == "quarantine",
+                        known_types=_destination_types(resource))
     quarantined = 0
     if plan.full_scan:
         page_source = iter_pages_concurrent(
@@ -93,6 +94,17 @@ def read_records(
     http = {key: http_after[key] - http_before[key] for key in http_after}
     remember(state, plan, rows, started_at, pages, http, flagged)
     state[STATE_LAST_RUN]["quarantined"] = quarantined
+
+
+def _destination_types(table: str) -> Dict[str, str]:
+    """The data type of each column the table already has (dlt's schema, restored with the state
+    from the destination), so a field whose type changed since is loaded as a variant."""
+    try:
+        schema = dlt.current.source_schema()
+    except Exception:  # noqa: BLE001 - outside a pipeline (e.g. iterating the resource directly)
+        return {}
+    columns = schema.tables.get(table, {}).get("columns", {})
+    return {name: str(c["data_type"]) for name, c in columns.items() if c.get("data_type")}
 
 
 def _to_quarantine(rows: List[Dict[str, Any]], when: Any) -> Any:

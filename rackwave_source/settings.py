@@ -53,6 +53,13 @@ DEFAULT_DELETED_RECORDS = "delete"
 BAD_RECORDS_MODES: Tuple[str, ...] = ("fail", "quarantine")
 DEFAULT_BAD_RECORDS = "fail"
 
+# Schema drift: "evolve" (dlt's default) adds a column for a new field and a variant column for a
+# field whose type changed; "freeze" fails the run instead, naming the table, field and type
+# (tables may still be created, so the first load works).
+SCHEMA_CONTRACTS: Tuple[str, ...] = ("evolve", "freeze")
+DEFAULT_SCHEMA_CONTRACT = "evolve"
+FROZEN_CONTRACT = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
+
 # Full scans fetch pages concurrently (page 1 tells meta.last_page). Chosen by measurement on
 # the benchmark (benchmarks/README.md); incremental runs stay sequential to stop early.
 DEFAULT_CONCURRENCY = 16

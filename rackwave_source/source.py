@@ -45,6 +45,7 @@ def rackwave_source(
     concurrency: int = S.DEFAULT_CONCURRENCY,
     max_requests_per_second: Optional[float] = None,
     ca_bundle: Optional[str] = None,
+    schema_contract: str = S.DEFAULT_SCHEMA_CONTRACT,
 ) -> Sequence[DltResource]:
     """Rackwave leads and contacts, loaded incrementally and merged on ``id``.
 
@@ -72,6 +73,8 @@ def rackwave_source(
         concurrency: Pages a full scan fetches at once.
         max_requests_per_second: The account's known quota; unset, the rate is learned from 429s.
         ca_bundle: A PEM file of certificate authorities to trust (TLS is always verified).
+        schema_contract: ``evolve``: new fields become columns, a changed type a variant column;
+            ``freeze``: either fails the run with a ``SchemaContractError``.
     """
     every = None
     if full_scan_every is not None and str(full_scan_every).strip().lower() not in _NEVER:
@@ -105,4 +108,9 @@ def rackwave_source(
         max_connections=config.concurrency,
         ca_bundle=config.ca_bundle,
     )
-    return (leads_resource(client, config), contacts_resource(client, config))
+    contract = validate_choice("schema_contract", schema_contract, S.SCHEMA_CONTRACTS)
+    resources = (leads_resource(client, config), contacts_resource(client, config))
+    if contract == "freeze":
+        for resource in resources:
+            resource.apply_hints(schema_contract=S.FROZEN_CONTRACT)  # type: ignore[arg-type]
+    return resources

@@ -19,7 +19,6 @@ ON_PAGE_2 = {"path": "/v1/leads", "page": 2, "count": 1}
         ({"record": 4, "set": {"created_at": None}}, "page 2, record 4: it has no `created_at`"),
         ({"record": 4, "set": {"created_at": "yesterday"}},
          "page 2: field `created_at` holds a value that is not"),
-        ({"record": 4, "set": {"tags": "vip"}}, "page 2: field `tags` holds a value that is not"),
     ],
 )
 def test_a_bad_record_stops_the_run_naming_resource_page_and_problem(
