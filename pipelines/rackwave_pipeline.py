@@ -31,8 +31,6 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
-from dlt.common.destination.reference import Destination
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -43,6 +41,18 @@ from rackwave_source.exceptions import (
     ConfigurationError,
     RackwaveError,
     RackwaveTransientError,
+)
+
+from pipelines.destinations import (
+    DESTINATIONS,
+    LAKE_FORMATS,
+    apply_layout,
+    lake_format,
+    loader_file_format,
+    make_destination,
+    missing_destination_setting,
+    refuse_appending_duplicates,
+    validate_destination,
 )
 from pipelines.summary import TableSummary, count_rows, render, resource_state, summarize
 
@@ -55,11 +65,6 @@ SANDBOX_CONTACTS = 5_000
 # it loads parquet: peak RSS went from 317 MB at 100,000 leads to 540 MB at 1,000,000. With these
 # it stays at ~290 / ~325 MB and the 100,000-lead load is no slower (benchmarks/README.md); DuckDB
 # spills to a temp folder beside the file if a merge ever needs more.
-DUCKDB_LOAD_SETTINGS: Dict[str, Any] = {
-    "memory_limit": "64MB",
-    "threads": 1,
-    "preserve_insertion_order": False,
-}
 EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
 ADD_LOAD_ID_KEY = "normalize.parquet_normalizer.add_dlt_load_id"
 
@@ -85,22 +90,6 @@ def own_duckdb_file(destination: str, duckdb_path: Optional[str]) -> Optional[st
     if destination != "duckdb" or dlt.config.get("destination.duckdb.credentials") is not None:
         return None
     return os.path.abspath(duckdb_path or DEFAULT_DUCKDB_FILE)
-
-
-def make_destination(name: str, duckdb_file: Optional[str], fresh: bool) -> Any:
-    """The destination factory; DuckDB writes ``duckdb_file`` when this command manages it.
-
-    Full scans replace tables; ``insert-from-staging`` swaps the new rows in one transaction, so
-    a load that fails half way never leaves a table emptied. A configured strategy wins. The one
-    exception: a ``fresh`` DuckDB file (not created yet) has nothing to protect, so its first
-    load writes the tables directly (``truncate-and-insert``), half the load time of a first load.
-    """
-    options: Dict[str, Any] = {}
-    if dlt.config.get("destination.replace_strategy") is None:
-        options["replace_strategy"] = "truncate-and-insert" if fresh else "insert-from-staging"
-    if duckdb_file is not None:
-        options["credentials"] = DuckDbCredentials(duckdb_file, global_config=DUCKDB_LOAD_SETTINGS)
-    return Destination.from_reference(name, **options)
 
 
 def discard_interrupted_run(pipeline: dlt.Pipeline) -> dlt.Pipeline:
@@ -132,6 +121,8 @@ def unwrap(exc: BaseException) -> BaseException:
             return seen
         if isinstance(seen, DataValidationError):
             return contract_error(seen)
+        if isinstance(seen, ConfigFieldMissingException):
+            return seen
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return exc
@@ -152,9 +143,13 @@ def run_pipeline(
     duckdb_path: Optional[str] = None,
     pipelines_dir: Optional[str] = None,
     source_options: Optional[Dict[str, Any]] = None,
+    lake_format_name: Optional[str] = None,
 ) -> RunResult:
     """Runs one load and returns its summary. Raises our errors unwrapped from dlt's."""
     selected = list(validate_resources(list(resources or RESOURCES), RESOURCES))
+    destination = validate_destination(destination)
+    lake = lake_format(lake_format_name) if destination == "filesystem" else None
+    refuse_appending_duplicates(destination, lake or "", full_scan or full_refresh)
     kwargs: Dict[str, Any] = dict(source_options or {})
     if base_url:
         kwargs["base_url"] = base_url
@@ -176,6 +171,8 @@ def run_pipeline(
             "set SOURCES__RACKWAVE__CLIENT_ID and SOURCES__RACKWAVE__CLIENT_SECRET "
             "(or try the local demo: rackwave --sandbox).",
         ) from None
+
+    apply_layout(source, destination)
 
     # Records arrive as Arrow tables; ask dlt to stamp each row with its load id, as it does for
     # dicts, so dbt models can select what a load brought (a configured value wins).
@@ -208,9 +205,16 @@ def run_pipeline(
     elif fresh_duckdb:
         before = {name: 0 for name in selected}  # a new DuckDB file holds nothing yet
     try:
-        pipeline.run(source, refresh="drop_sources" if full_refresh else None)
+        pipeline.run(
+            source,
+            refresh="drop_sources" if full_refresh else None,
+            loader_file_format=loader_file_format(destination, lake or ""),  # type: ignore[arg-type]
+            table_format="delta" if lake == "delta" else None,
+        )
     except PipelineStepFailed as exc:
         error = unwrap(exc)
+        if isinstance(error, ConfigFieldMissingException):
+            raise missing_destination_setting(destination, error) from None
         if error is exc:
             raise
         # Re-raised bare: chaining it to dlt's wrapper (which already contains it) makes a cycle.
@@ -233,8 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rackwave",
         description="Load Rackwave leads and contacts into a warehouse (DuckDB by default).",
     )
-    parser.add_argument("--destination", default="duckdb",
-                        help="dlt destination name (default: duckdb, writing ./rackwave_data.duckdb)")
+    parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS,
+                        help="where to load (default: duckdb, writing ./rackwave_data.duckdb); "
+                             "credentials and settings in .dlt/ as for any dlt destination")
+    parser.add_argument("--lake-format", choices=LAKE_FORMATS, default=None,
+                        help="filesystem destination: delta tables (default, merged) or plain "
+                             "parquet files (every run must then be a --full-scan)")
     parser.add_argument("--dataset", default="rackwave", help="dataset/schema name")
     parser.add_argument("--pipeline-name", default="rackwave", help="dlt pipeline name")
     parser.add_argument("--resources", default=",".join(RESOURCES),
@@ -268,6 +276,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         base_url=args.base_url,
         progress=args.progress,
         duckdb_path=args.duckdb_file,
+        lake_format_name=args.lake_format,
     )
     try:
         with contextlib.ExitStack() as stack:

@@ -9,6 +9,7 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from rackwave_source import settings as S
+from rackwave_source.incremental import from_iso
 
 
 @dataclass
@@ -33,30 +34,66 @@ def _count(
 ) -> Dict[str, Tuple[int, Optional[int]]]:
     """Per table: rows now, and rows created after ``newer_than[table]`` (None when not asked).
 
-    One connection and one query per table (opening a DuckDB connection costs ~60 ms).
+    One connection and one query per table (opening a DuckDB connection costs ~60 ms). Delta
+    tables are counted from their own metadata and files (dlt's SQL view of a lake needs a DuckDB
+    extension downloaded at first use).
     """
     counts: Dict[str, Tuple[int, Optional[int]]] = {}
     try:
-        with pipeline.sql_client() as client:
-            column = client.escape_column_name(S.CURSOR_FIELD)
-            for table in tables:
-                name = client.make_qualified_table_name(table)
-                cursor = newer_than.get(table)
-                try:
-                    if cursor is None:
-                        rows = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
-                        counts[table] = (int(rows[0][0]), None)
-                    else:
-                        rows = client.execute_sql(
-                            f"SELECT COUNT(*), SUM(CASE WHEN {column} > %s THEN 1 ELSE 0 END) "
-                            f"FROM {name}", cursor)
-                        counts[table] = (int(rows[0][0]), int(rows[0][1] or 0))
-                except DatabaseUndefinedRelation:
-                    counts[table] = (0, None if cursor is None else 0)
+        if pipeline.destination is not None and pipeline.destination.destination_name == "filesystem":
+            counts = _count_delta(pipeline, tables, newer_than)
+        else:
+            counts = _count_sql(pipeline, tables, newer_than)
     except Exception:  # noqa: BLE001 - a summary must never fail a load (e.g. no SQL client)
         pass
     for table in tables:
         counts.setdefault(table, (0, None))
+    return counts
+
+
+def _count_sql(
+    pipeline: dlt.Pipeline, tables: List[str], newer_than: Mapping[str, Optional[str]]
+) -> Dict[str, Tuple[int, Optional[int]]]:
+    counts: Dict[str, Tuple[int, Optional[int]]] = {}
+    with pipeline.sql_client() as client:
+        column = client.escape_column_name(S.CURSOR_FIELD)
+        for table in tables:
+            name = client.make_qualified_table_name(table)
+            cursor = newer_than.get(table)
+            try:
+                if cursor is None:
+                    rows = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
+                    counts[table] = (int(rows[0][0]), None)
+                else:
+                    rows = client.execute_sql(
+                        f"SELECT COUNT(*), SUM(CASE WHEN {column} > %s THEN 1 ELSE 0 END) "
+                        f"FROM {name}", cursor)
+                    counts[table] = (int(rows[0][0]), int(rows[0][1] or 0))
+            except DatabaseUndefinedRelation:
+                counts[table] = (0, None if cursor is None else 0)
+    return counts
+
+
+def _count_delta(
+    pipeline: dlt.Pipeline, tables: List[str], newer_than: Mapping[str, Optional[str]]
+) -> Dict[str, Tuple[int, Optional[int]]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from dlt.common.libs.deltalake import get_delta_tables
+
+    counts: Dict[str, Tuple[int, Optional[int]]] = {}
+    found = get_delta_tables(pipeline, *tables)
+    for table in tables:
+        cursor = newer_than.get(table)
+        if table not in found:
+            counts[table] = (0, None if cursor is None else 0)
+            continue
+        data = found[table].to_pyarrow_dataset()
+        newer = None
+        if cursor is not None:
+            bound = pa.scalar(from_iso(cursor), pa.timestamp("us", tz="UTC"))
+            newer = data.count_rows(filter=pc.field(S.CURSOR_FIELD) > bound)
+        counts[table] = (data.count_rows(), newer)
     return counts
 
 

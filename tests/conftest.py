@@ -66,11 +66,13 @@ LoaderFactory = Callable[..., Loader]
 
 @pytest.fixture
 def make_loader(tmp_path: Path) -> LoaderFactory:
-    """``make_loader(server, per_page=3)``: a pipeline on ``server`` with source settings."""
+    """``make_loader(server, per_page=3)``: a pipeline on ``server`` with source settings
+    (into a DuckDB file, or into ``warehouse=``)."""
 
-    def make(server: RunningServer, pipeline_name: str = "rackwave", **options: Any) -> Loader:
+    def make(server: RunningServer, pipeline_name: str = "rackwave",
+             warehouse: Any = None, **options: Any) -> Loader:
         return Loader(server=server, workdir=tmp_path, pipeline_name=pipeline_name,
-                      options=options)
+                      options=options, warehouse=warehouse)
 
     return make
 
@@ -79,3 +81,46 @@ def make_loader(tmp_path: Path) -> LoaderFactory:
 def loader(sandbox: RunningServer, make_loader: LoaderFactory) -> Loader:
     """The default user: the `sandbox` fixture loaded into `<tmp>/rackwave_data.duckdb`."""
     return make_loader(sandbox)
+
+
+# --- warehouses other than DuckDB ---------------------------------------------------------------
+
+import os  # noqa: E402
+
+from warehouses import (  # noqa: E402
+    DeltaWarehouse,
+    DuckDBWarehouse,
+    PostgresServer,
+    PostgresWarehouse,
+    Warehouse,
+)
+
+WAREHOUSES = ("duckdb", "postgres", "delta")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session: ``RACKWAVE_TEST_POSTGRES`` if set (a server of
+    yours, ``postgresql://user:password@host:port``), else a cluster of our own on loopback."""
+    existing = os.environ.get("RACKWAVE_TEST_POSTGRES")
+    if existing:
+        yield PostgresServer(existing.rstrip("/"))
+        return
+    server = PostgresServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=WAREHOUSES)
+def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    """The same end-to-end test on DuckDB, Postgres and Delta tables in a local folder."""
+    if request.param == "duckdb":
+        yield DuckDBWarehouse(tmp_path / "rackwave_data.duckdb")
+    elif request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        with server.database() as dsn:
+            yield PostgresWarehouse(dsn)
+    else:
+        yield DeltaWarehouse(tmp_path / "lake")

@@ -1,4 +1,4 @@
-"""Test helpers: run the real pipeline against a running sandbox and read the DuckDB file back."""
+"""Test helpers: run the real pipeline against a running sandbox and read the warehouse back."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
-import duckdb
-
 from pipelines.rackwave_pipeline import RunResult, run_pipeline
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+from warehouses import DuckDBWarehouse, Warehouse
 
 DATASET = "rackwave"
 
@@ -23,7 +22,8 @@ def pages_for(rows: int, per_page: int = 100) -> int:
 
 @dataclass
 class Loader:
-    """One user's pipeline, pointed at one sandbox, writing one DuckDB file."""
+    """One user's pipeline, pointed at one sandbox, writing one warehouse (a DuckDB file unless
+    ``warehouse`` says otherwise)."""
 
     server: Any
     workdir: Path
@@ -31,6 +31,12 @@ class Loader:
     client_id: str = DEMO_CLIENT_ID
     client_secret: str = DEMO_CLIENT_SECRET
     options: Dict[str, Any] = field(default_factory=dict)
+    warehouse: Optional[Warehouse] = None
+
+    @property
+    def target(self) -> Warehouse:
+        """Where runs load: ``warehouse``, else the DuckDB file in ``workdir``."""
+        return self.warehouse or DuckDBWarehouse(self.duckdb_path)
 
     @property
     def duckdb_path(self) -> Path:
@@ -42,20 +48,30 @@ class Loader:
 
     def run(self, **kwargs: Any) -> RunResult:
         source_options = {**self.options, **kwargs.pop("source_options", {})}
-        return run_pipeline(
-            base_url=kwargs.pop("base_url", self.server.base_url),
-            client_id=self.client_id,
-            client_secret=self.client_secret,
-            duckdb_path=str(self.duckdb_path),
-            pipelines_dir=str(self.pipelines_dir),
-            pipeline_name=self.pipeline_name,
-            source_options=source_options,
-            **kwargs,
-        )
+        target = self.target
+        saved = {name: os.environ.get(name) for name in target.settings()}
+        os.environ.update(target.settings())
+        try:
+            return run_pipeline(
+                destination=kwargs.pop("destination", target.name),
+                base_url=kwargs.pop("base_url", self.server.base_url),
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                duckdb_path=str(self.duckdb_path),
+                pipelines_dir=str(self.pipelines_dir),
+                pipeline_name=self.pipeline_name,
+                source_options=source_options,
+                **kwargs,
+            )
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
     def query(self, sql: str, *params: Any) -> List[Tuple[Any, ...]]:
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
-            return con.execute(sql, list(params)).fetchall()
+        return self.target.query(sql, *params)[1]
 
     def ids(self, table: str) -> List[str]:
         return [row[0] for row in self.query(f"SELECT id FROM {DATASET}.{table} ORDER BY id")]
@@ -64,10 +80,8 @@ class Loader:
         return int(self.query(f"SELECT COUNT(*) FROM {DATASET}.{table}")[0][0])
 
     def row(self, table: str, record_id: str) -> Dict[str, Any]:
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
-            cur = con.execute(f"SELECT * FROM {DATASET}.{table} WHERE id = ?", [record_id])
-            names = [d[0] for d in cur.description]
-            rows = cur.fetchall()
+        names, rows = self.target.query(
+            f"SELECT * FROM {DATASET}.{table} WHERE id = ?", record_id)
         assert len(rows) == 1, f"{record_id} appears {len(rows)} times in {table}"
         return dict(zip(names, rows[0]))
 

@@ -1,0 +1,136 @@
+"""Which warehouse a run loads into, and what each one needs to hold the same tables.
+
+The source emits the same Arrow tables whatever the destination; what differs is how dlt writes
+them and the layout each warehouse rewards:
+
+* DuckDB and MotherDuck: parquet files, bulk-loaded (the fastest path, see benchmarks/).
+* Postgres: dlt would write Arrow items as CSV, which cannot carry the ``tags`` array; INSERT
+  statements can, into a ``jsonb`` column.
+* BigQuery and Snowflake: JSONL, the loader format dlt prefers for both, which carries ``tags``
+  into a JSON / VARIANT column. BigQuery tables are partitioned by ``created_at`` day and
+  clustered by ``status`` (leads); Snowflake's leads table is clustered by ``status``.
+* Lake files (``filesystem``): Delta tables by default, which dlt can merge. Plain parquet files
+  can only be appended to, so an incremental run would duplicate every record it reads again:
+  with ``lake_format = "parquet"`` every run must be a full scan, which replaces the files.
+
+Whatever is configured in dlt's own settings (a loader file format, a replace strategy) wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import dlt
+from dlt.common.destination.reference import Destination
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
+from dlt.extract.source import DltSource
+
+from rackwave_source.config import validate_choice
+from rackwave_source.exceptions import ConfigurationError
+
+DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "filesystem", "motherduck")
+SQL_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "motherduck")
+LAKE_FORMATS = ("delta", "parquet")
+DEFAULT_LAKE_FORMAT = "delta"
+#: dlt config key of the lake format, beside the bucket_url it applies to
+LAKE_FORMAT_KEY = "destination.filesystem.lake_format"
+LOADER_FILE_FORMATS: Dict[str, str] = {
+    "postgres": "insert_values",
+    "bigquery": "jsonl",
+    "snowflake": "jsonl",
+}
+#: BigQuery: one partition per day of creation; leads clustered by status
+BIGQUERY_PARTITION = "created_at"
+CLUSTER_COLUMNS: Dict[str, str] = {"leads": "status"}
+#: DuckDB settings for the load: bounded memory (peak RSS flat from 100k to 1M leads), same speed
+DUCKDB_LOAD_SETTINGS: Dict[str, Any] = {
+    "memory_limit": "64MB",
+    "threads": 1,
+    "preserve_insertion_order": False,
+}
+
+
+def validate_destination(name: str) -> str:
+    """A destination this project supports and tests (see the README, one section each)."""
+    return validate_choice("destination", name, DESTINATIONS) or "duckdb"
+
+
+def lake_format(configured: Optional[str]) -> str:
+    """``delta`` or ``parquet``: the argument, else ``[destination.filesystem] lake_format``."""
+    value = configured or dlt.config.get(LAKE_FORMAT_KEY) or DEFAULT_LAKE_FORMAT
+    return validate_choice("lake_format", value, LAKE_FORMATS) or DEFAULT_LAKE_FORMAT
+
+
+def refuse_appending_duplicates(destination: str, fmt: str, full_scan: bool) -> None:
+    """Plain parquet files cannot merge: only a full scan (which replaces them) is safe.
+
+    Raises:
+        ConfigurationError: an incremental run into plain parquet files.
+    """
+    if destination == "filesystem" and fmt == "parquet" and not full_scan:
+        raise ConfigurationError(
+            "lake_format",
+            '"parquet" keeps plain files, which dlt can only append to: an incremental run '
+            "would duplicate every record it reads again",
+            'Use lake_format = "delta" (the default; merges like a warehouse), or run every '
+            "load with --full-scan, which replaces the files with exactly what the API holds.",
+        )
+
+
+def make_destination(name: str, duckdb_file: Optional[str], fresh: bool) -> Any:
+    """The destination factory; DuckDB writes ``duckdb_file`` when the command manages it.
+
+    Full scans replace tables; ``insert-from-staging`` swaps the new rows in one transaction, so
+    a load that fails half way never leaves a table emptied. A configured strategy wins. The one
+    exception: a ``fresh`` DuckDB file (not created yet) has nothing to protect, so its first
+    load writes the tables directly (``truncate-and-insert``), half the load time of a first load.
+    """
+    options: Dict[str, Any] = {}
+    if name in SQL_DESTINATIONS and dlt.config.get("destination.replace_strategy") is None:
+        options["replace_strategy"] = "truncate-and-insert" if fresh else "insert-from-staging"
+    if duckdb_file is not None:
+        options["credentials"] = DuckDbCredentials(duckdb_file, global_config=DUCKDB_LOAD_SETTINGS)
+    return Destination.from_reference(name, **options)
+
+
+def missing_destination_setting(destination: str, exc: Any) -> ConfigurationError:
+    """A clear error for destination settings dlt could not find (raised before any request)."""
+    fields = ", ".join(getattr(exc, "fields", []) or []) or "credentials"
+    where = f"destination.{destination}.credentials"
+    examples = {
+        "postgres": "postgresql://loader:<password>@localhost:5432/analytics",
+        "snowflake": "snowflake://loader:<password>@<account>/<database>?warehouse=<wh>&role=<role>",
+        "motherduck": "md:rackwave (with the token in motherduck_token)",
+        "bigquery": "a service-account JSON (project_id, private_key, client_email)",
+        "filesystem": 'bucket_url = "s3://bucket/rackwave" or "file:///data/lake"',
+    }
+    return ConfigurationError(
+        where,
+        f"the {destination} destination is missing {fields}",
+        f"Set it in .dlt/secrets.toml under [{where}] or in the environment variable "
+        f"{where.upper().replace('.', '__')} ({examples.get(destination, 'see dlt docs')}); "
+        "see the README's section on this destination.",
+    )
+
+
+def loader_file_format(destination: str, fmt: str) -> Optional[str]:
+    """The file format dlt writes for this destination (None: dlt's choice, parquet here)."""
+    if dlt.config.get("normalize.loader_file_format") is not None:
+        return None  # configured: dlt applies it
+    if destination == "filesystem":
+        return "parquet"
+    return LOADER_FILE_FORMATS.get(destination)
+
+
+def apply_layout(source: DltSource, destination: str) -> None:
+    """Warehouse-specific table layout: partitioning and clustering hints."""
+    if destination == "bigquery":
+        from dlt.destinations.adapters import bigquery_adapter
+
+        for name, resource in source.selected_resources.items():
+            bigquery_adapter(resource, partition=BIGQUERY_PARTITION,
+                             cluster=CLUSTER_COLUMNS.get(name))
+    elif destination == "snowflake":
+        for name, resource in source.selected_resources.items():
+            if name in CLUSTER_COLUMNS:
+                resource.apply_hints(columns={CLUSTER_COLUMNS[name]: {"cluster": True}})
