@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (Python >= 3.10 with venv):
 #   make demo   - set up .venv, start the local sandbox, load it into ./rackwave_data.duckdb, summarise
-#   make test   - set up .venv with the test tools and run the whole test suite
+#   make test   - set up .venv with the test tools (and PostgreSQL's server programs when missing)
+#                 and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,6 +17,7 @@ setup: $(BIN)/python
 
 setup-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	scripts/ensure-postgres
 
 demo: setup
 	$(BIN)/rackwave --sandbox
