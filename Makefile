@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test setup setup-dev clean
+.PHONY: demo test setup setup-dev schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ demo: setup
 
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Rewrite schemas/rackwave.schema.yaml from a load of the sandbox (review the diff, then commit it:
+# tests/test_schema_file.py fails while the loaded schema and the file differ).
+schema: setup
+	rm -rf .schema-build && mkdir .schema-build
+	cd .schema-build && DLT_DATA_DIR=. RUNTIME__DLTHUB_TELEMETRY=false ../$(BIN)/rackwave --sandbox \
+		--sandbox-leads 250 --sandbox-contacts 120 --pipeline-name rackwave_schema \
+		--export-schema ../schemas > /dev/null
+	rm -rf .schema-build
 
 clean:
 	rm -rf $(VENV) rackwave_data.duckdb .pytest_cache
