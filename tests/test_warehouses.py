@@ -150,3 +150,37 @@ def test_plain_parquet_files_refuse_an_incremental_run_and_replace_on_full_scans
         leads = ds.dataset(str(tmp_path / "lake" / "rackwave" / "leads"), format="parquet")
         ids = leads.to_table(columns=["id"]).column("id").to_pylist()
         assert sorted(ids) == sandbox_ids(sandbox, "leads")  # replaced, never appended
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        # dlt's BigQuery loader writes PARTITION BY DATE(created_at) and CLUSTER BY status for these
+        ("bigquery", {"leads": {"created_at": "partition", "status": "cluster"},
+                      "contacts": {"created_at": "partition"}}),
+        # dlt's Snowflake loader writes CLUSTER BY (status)
+        ("snowflake", {"leads": {"status": "cluster"}, "contacts": {}}),
+        ("postgres", {"leads": {}, "contacts": {}}),
+    ],
+)
+def test_each_warehouse_gets_its_layout_hints(sandbox, tmp_path, destination, expected):
+    import dlt
+
+    from pipelines.destinations import apply_layout
+    from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from rackwave_source import rackwave_source
+
+    source = rackwave_source(base_url=sandbox.base_url, client_id=DEMO_CLIENT_ID,
+                             client_secret=DEMO_CLIENT_SECRET)
+    apply_layout(source, destination)
+    pipeline = dlt.pipeline("layout", destination=destination, dataset_name="rackwave",
+                            pipelines_dir=str(tmp_path / "pipelines"))
+
+    pipeline.extract(source)  # no warehouse needed: the hints are part of the schema dlt builds
+
+    for table, hints in expected.items():
+        columns = pipeline.default_schema.get_table_columns(table)
+        marked = {name: hint for name, column in columns.items()
+                  for hint in ("partition", "cluster")
+                  if column.get(hint) or column.get(f"x-bigquery-{hint}")}
+        assert marked == hints, f"{destination} {table}"
