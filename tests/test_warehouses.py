@@ -184,3 +184,21 @@ def test_each_warehouse_gets_its_layout_hints(sandbox, tmp_path, destination, ex
                   for hint in ("partition", "cluster")
                   if column.get(hint) or column.get(f"x-bigquery-{hint}")}
         assert marked == hints, f"{destination} {table}"
+
+
+def test_a_merge_that_shrinks_tags_leaves_exactly_the_current_tags(sandbox, make_loader, warehouse):
+    # Incremental runs merge (a full scan replaces): a lead re-read within `lookback` after its
+    # tags went from three to two must end with exactly those two, on every warehouse.
+    loader = make_loader(sandbox, warehouse=warehouse, lookback="1d")
+    loader.run(resources=["leads"])
+    (lead,) = sandbox.admin.insert("leads", [{"name": "Tag Shrink", "email": "shrink@example.com",
+                                              "tags": ["a", "b", "c"]}])
+    loader.run(resources=["leads"])
+    assert _loaded_value("tags", loader.row("leads", lead["id"])["tags"]) == ["a", "b", "c"]
+
+    sandbox.admin.update("leads", lead["id"], tags=["a", "c"])
+    result = loader.run(resources=["leads"])
+
+    assert result.tables[0].mode == "incremental"
+    assert _loaded_value("tags", loader.row("leads", lead["id"])["tags"]) == ["a", "c"]
+    assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
