@@ -4,7 +4,8 @@ A full scan replaces the table with what the API returned. In ``flag`` mode it a
 rows the destination already holds whose id the scan did not see, with ``_rackwave_deleted_at``
 set to when a full scan first missed them, so analysts keep history and can filter
 ``WHERE _rackwave_deleted_at IS NULL`` for the live view. The rows come from the destination
-itself (through ``pipeline.dataset()``), so this works on every destination dlt can read back.
+itself (through ``pipeline.dataset()``, or ``deltalake`` for Delta tables), so this works on every
+destination dlt can read back.
 
 It re-reads the whole table from the destination at every full scan, which is why it is a setting
 and not the default. The ids the scan kept are known as 64-bit hashes (see ``gaps.py``).
@@ -48,11 +49,26 @@ def missing_rows(resource: str, seen: Any, flagged_at: datetime) -> Iterator[pa.
         name for name, column in table_schema.get("columns", {}).items()
         if column.get("data_type") == "json"
     }
-    relation = pipeline.dataset(schema=S.SOURCE_NAME)[resource]
-    for chunk in relation.iter_arrow(chunk_size=_CHUNK):
+    for chunk in _loaded_rows(pipeline, resource):
         gone = chunk.filter(pa.array(~contains(seen, id_hashes(chunk))))
         if gone.num_rows:
             yield _as_deleted(gone, json_columns, flagged_at)
+
+
+def _loaded_rows(pipeline: Any, resource: str) -> Iterator[pa.Table]:
+    """The table as loaded, in chunks. Delta tables are read with ``deltalake`` itself: dlt's SQL
+    view of a lake needs a DuckDB extension that is downloaded on first use."""
+    if pipeline.destination.destination_name == "filesystem":
+        from dlt.common.libs.deltalake import get_delta_tables
+
+        found = get_delta_tables(pipeline, resource)
+        if resource in found:
+            for batch in found[resource].to_pyarrow_dataset().to_batches(batch_size=_CHUNK):
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+        return
+    relation = pipeline.dataset(schema=S.SOURCE_NAME)[resource]
+    yield from relation.iter_arrow(chunk_size=_CHUNK)
 
 
 def _as_deleted(table: pa.Table, json_columns: Set[str], flagged_at: datetime) -> pa.Table:

@@ -202,3 +202,19 @@ def test_a_merge_that_shrinks_tags_leaves_exactly_the_current_tags(sandbox, make
     assert result.tables[0].mode == "incremental"
     assert _loaded_value("tags", loader.row("leads", lead["id"])["tags"]) == ["a", "c"]
     assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
+
+
+def test_deleted_records_can_be_flagged_on_every_warehouse(sandbox, make_loader, warehouse):
+    loader = make_loader(sandbox, warehouse=warehouse, deleted_records="flag")
+    loader.run()
+    gone = sandbox.admin.records("leads")[12]
+    sandbox.admin.delete("leads", gone["id"])
+
+    loader.run(full_scan=True)
+
+    kept = loader.row("leads", gone["id"])
+    assert kept["_rackwave_deleted_at"] is not None
+    assert _loaded_value("tags", kept["tags"]) == gone["tags"]  # kept as it was loaded
+    assert loader.query(
+        "SELECT COUNT(*) FROM rackwave.leads WHERE _rackwave_deleted_at IS NULL") == [
+        (len(sandbox_ids(sandbox, "leads")),)]
