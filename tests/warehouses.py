@@ -138,6 +138,29 @@ class DeltaWarehouse(Warehouse):
         return {f.name: kind(f.type) for f in schema}
 
 
+@dataclass
+class ParquetWarehouse(Warehouse):
+    """Plain parquet files in a local folder (``lake_format = "parquet"``), read with DuckDB's
+    built-in ``read_parquet``."""
+
+    folder: Path
+    name = "filesystem"
+
+    def settings(self) -> Dict[str, str]:
+        return {"DESTINATION__FILESYSTEM__BUCKET_URL": self.folder.as_uri()}
+
+    def query(self, sql: str, *params: Any) -> Tuple[List[str], List[Tuple[Any, ...]]]:
+        with duckdb.connect() as con:
+            con.execute(f"CREATE SCHEMA {DATASET}")
+            for table in sorted((self.folder / DATASET).iterdir()):
+                if table.is_dir() and not table.name.startswith("_dlt") and any(
+                        table.glob("*.parquet")):
+                    con.execute(f"CREATE VIEW {DATASET}.{table.name} AS SELECT * FROM "
+                                f"read_parquet('{table}/*.parquet', union_by_name = true)")
+            cur = con.execute(sql, list(params))
+            return [d[0] for d in cur.description], cur.fetchall()
+
+
 # --- a PostgreSQL server of our own -------------------------------------------------------------
 
 def _free_port() -> int:
