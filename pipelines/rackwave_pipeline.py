@@ -145,6 +145,7 @@ def run_pipeline(
     source_options: Optional[Dict[str, Any]] = None,
     lake_format_name: Optional[str] = None,
     export_schema_path: Optional[str] = None,
+    staging: Optional[str] = None,
 ) -> RunResult:
     """Runs one load and returns its summary. Raises our errors unwrapped from dlt's."""
     selected = list(validate_resources(list(resources or RESOURCES), RESOURCES))
@@ -188,6 +189,7 @@ def run_pipeline(
         pipelines_dir=pipelines_dir,
         progress="log" if progress else None,  # type: ignore[arg-type]
         export_schema_path=export_schema_path,
+        staging=staging,
     )
     if pipeline.has_pending_data:
         pipeline = discard_interrupted_run(pipeline)
@@ -262,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duckdb-file", default=None,
                         help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
     parser.add_argument("--progress", action="store_true", help="show dlt's progress while loading")
+    parser.add_argument("--staging", choices=["filesystem"], default=None,
+                        help="BigQuery/Snowflake: stage load files in the bucket configured under "
+                             "[destination.filesystem] and load from there (large loads)")
     parser.add_argument("--export-schema", metavar="DIR", default=None,
                         help="write the loaded schema to DIR/rackwave.schema.yaml (dlt's export)")
     return parser
@@ -282,6 +287,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         duckdb_path=args.duckdb_file,
         lake_format_name=args.lake_format,
         export_schema_path=args.export_schema,
+        staging=args.staging,
     )
     try:
         with contextlib.ExitStack() as stack:

@@ -62,3 +62,48 @@ def test_unreachable_api_exits_75_so_a_scheduler_can_retry(tmp_path):
     assert run.returncode == 75, run.stderr
     assert "Could not reach the Rackwave token endpoint http://127.0.0.1:9/v1/auth/token" in run.stderr
     assert "sk_cli_hidden_value" not in run.stderr + run.stdout
+
+
+def test_a_warehouse_without_credentials_exits_2_before_any_request(tmp_path, sandbox):
+    sandbox.admin.reset_stats()
+    run = rackwave(tmp_path, "--destination", "postgres", "--base-url", sandbox.base_url, env={
+        "SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",
+        "SOURCES__RACKWAVE__CLIENT_SECRET": "sk_test_sandbox"})
+    assert run.returncode == 2, run.stderr
+    assert "the postgres destination is missing credentials" in run.stderr
+    assert "DESTINATION__POSTGRES__CREDENTIALS" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert sandbox.admin.stats()["requests"] == {}  # not even the token
+
+
+def test_postgres_from_the_command_line(tmp_path, sandbox, postgres_server):
+    with postgres_server.database() as dsn:
+        env = {"SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",
+               "SOURCES__RACKWAVE__CLIENT_SECRET": "sk_test_sandbox",
+               "DESTINATION__POSTGRES__CREDENTIALS": dsn}
+        run = rackwave(tmp_path, "--destination", "postgres", "--base-url", sandbox.base_url,
+                       env=env)
+        assert run.returncode == 0, run.stderr
+        assert "Rackwave -> postgres" in run.stdout
+        assert "leads     full scan" in run.stdout and "250" in run.stdout
+
+        import psycopg2
+
+        with psycopg2.connect(dsn) as con, con.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM rackwave.leads")
+            assert cur.fetchone() == (250,)
+            cur.execute("SELECT data_type FROM information_schema.columns WHERE "
+                        "table_schema = 'rackwave' AND table_name = 'leads' AND column_name = 'tags'")
+            assert cur.fetchone() == ("jsonb",)
+
+
+def test_plain_parquet_needs_full_scans_and_an_unknown_destination_is_refused(tmp_path):
+    run = rackwave(tmp_path, "--sandbox", "--destination", "filesystem", "--lake-format", "parquet",
+                   env={"DESTINATION__FILESYSTEM__BUCKET_URL": (tmp_path / "lake").as_uri()})
+    assert run.returncode == 2
+    assert 'lake_format`: "parquet" keeps plain files' in run.stderr
+    assert not (tmp_path / "lake").exists()
+
+    run = rackwave(tmp_path, "--sandbox", "--destination", "oracle")
+    assert run.returncode == 2
+    assert "invalid choice: 'oracle'" in run.stderr and "postgres" in run.stderr
