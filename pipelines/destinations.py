@@ -4,8 +4,10 @@ The source emits the same Arrow tables whatever the destination; what differs is
 them and the layout each warehouse rewards:
 
 * DuckDB and MotherDuck: parquet files, bulk-loaded (the fastest path, see benchmarks/).
-* Postgres: dlt would write Arrow items as CSV, which cannot carry the ``tags`` array; INSERT
-  statements can, into a ``jsonb`` column.
+* Postgres: CSV files and COPY. dlt's CSV writer cannot carry an Arrow list, so ``tags`` (and
+  any list or object column) is handed over as JSON text, which COPY parses into the ``jsonb``
+  column the schema declares: 2x faster and half the memory of INSERT statements (110k rows in
+  5.1 s instead of 10.1 s; peak RSS 219 MB instead of 404 MB).
 * BigQuery and Snowflake: JSONL, the loader format dlt prefers for both, which carries ``tags``
   into a JSON / VARIANT column. BigQuery tables are partitioned by ``created_at`` day and
   clustered by ``status`` (leads); Snowflake's leads table is clustered by ``status``.
@@ -18,9 +20,12 @@ Whatever is configured in dlt's own settings (a loader file format, a replace st
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Optional
 
 import dlt
+import pyarrow as pa
+from dlt.common.json import json
 from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract.source import DltSource
@@ -35,7 +40,7 @@ DEFAULT_LAKE_FORMAT = "delta"
 #: dlt config key of the lake format, beside the bucket_url it applies to
 LAKE_FORMAT_KEY = "destination.filesystem.lake_format"
 LOADER_FILE_FORMATS: Dict[str, str] = {
-    "postgres": "insert_values",
+    "postgres": "csv",  # with json_as_text (see apply_layout)
     "bigquery": "jsonl",
     "snowflake": "jsonl",
 }
@@ -122,6 +127,26 @@ def loader_file_format(destination: str, fmt: str) -> Optional[str]:
     return LOADER_FILE_FORMATS.get(destination)
 
 
+def json_as_text(item: Any) -> Any:
+    """Arrow list/struct columns as JSON text, for loaders that write CSV (Postgres' COPY parses
+    the text into the ``jsonb`` column the schema declares)."""
+    if not isinstance(item, pa.Table):
+        return item
+    for index, field in enumerate(item.schema):
+        if pa.types.is_list(field.type) or pa.types.is_struct(field.type):
+            values = [None if v is None else json.dumps(v) for v in item.column(index).to_pylist()]
+            item = item.set_column(index, field.name, pa.array(values, pa.string()))
+    return item
+
+
+class QuietJsonAsText(logging.Filter):
+    """dlt warns, at every Postgres run, that Arrow column types differ from the schema's: that is
+    the JSON text :func:`json_as_text` hands its CSV writer for ``jsonb`` columns, on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
+
+
 def apply_layout(source: DltSource, destination: str) -> None:
     """Warehouse-specific table layout: partitioning and clustering hints."""
     if destination == "bigquery":
@@ -130,6 +155,9 @@ def apply_layout(source: DltSource, destination: str) -> None:
         for name, resource in source.selected_resources.items():
             bigquery_adapter(resource, partition=BIGQUERY_PARTITION,
                              cluster=CLUSTER_COLUMNS.get(name))
+    elif destination == "postgres" and loader_file_format(destination, "") == "csv":
+        for resource in source.selected_resources.values():
+            resource.add_map(json_as_text)
     elif destination == "snowflake":
         for name, resource in source.selected_resources.items():
             if name in CLUSTER_COLUMNS:

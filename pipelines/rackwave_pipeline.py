@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -46,6 +47,7 @@ from rackwave_source.exceptions import (
 from pipelines.destinations import (
     DESTINATIONS,
     LAKE_FORMATS,
+    QuietJsonAsText,
     apply_layout,
     lake_format,
     loader_file_format,
@@ -175,6 +177,9 @@ def run_pipeline(
         ) from None
 
     apply_layout(source, destination)
+    if destination == "postgres" and not any(
+            isinstance(f, QuietJsonAsText) for f in logging.getLogger("dlt").filters):
+        logging.getLogger("dlt").addFilter(QuietJsonAsText())
 
     # Records arrive as Arrow tables; ask dlt to stamp each row with its load id, as it does for
     # dicts, so dbt models can select what a load brought (a configured value wins).
