@@ -129,14 +129,19 @@ def loader_file_format(destination: str, fmt: str) -> Optional[str]:
 
 def json_as_text(item: Any) -> Any:
     """Arrow list/struct columns as JSON text, for loaders that write CSV (Postgres' COPY parses
-    the text into the ``jsonb`` column the schema declares)."""
+    the text into the ``jsonb`` column). Columns converted are hinted ``json``, so a list field
+    the API adds later is ``jsonb`` here as it is ``json`` everywhere else."""
     if not isinstance(item, pa.Table):
         return item
+    converted: Dict[str, Any] = {}
     for index, field in enumerate(item.schema):
         if pa.types.is_list(field.type) or pa.types.is_struct(field.type):
             values = [None if v is None else json.dumps(v) for v in item.column(index).to_pylist()]
             item = item.set_column(index, field.name, pa.array(values, pa.string()))
-    return item
+            converted[field.name] = {"data_type": "json"}
+    if not converted:
+        return item
+    return dlt.mark.with_hints(item, dlt.mark.make_hints(columns=converted))
 
 
 class QuietJsonAsText(logging.Filter):

@@ -219,3 +219,17 @@ def test_deleted_records_can_be_flagged_on_every_warehouse(sandbox, make_loader,
     assert loader.query(
         "SELECT COUNT(*) FROM rackwave.leads WHERE _rackwave_deleted_at IS NULL") == [
         (len(sandbox_ids(sandbox, "leads")),)]
+
+
+def test_a_list_field_the_api_adds_later_is_json_on_every_warehouse(sandbox, make_loader,
+                                                                    warehouse):
+    loader = make_loader(sandbox, warehouse=warehouse)
+    loader.run(resources=["leads"])
+    (lead,) = sandbox.admin.insert("leads", count=1)
+    sandbox.admin.add_faults([{"kind": "tamper", "path": "/v1/leads", "page": 1, "count": 1,
+                               "tamper": {"record": 0, "set": {"segments": ["smb", "emea"]}}}])
+
+    loader.run(resources=["leads"])
+
+    assert warehouse.columns("leads")["segments"] == "json"
+    assert _loaded_value("tags", loader.row("leads", lead["id"])["segments"]) == ["smb", "emea"]
