@@ -77,24 +77,40 @@ def _count_sql(
 def _count_delta(
     pipeline: dlt.Pipeline, tables: List[str], newer_than: Mapping[str, Optional[str]]
 ) -> Dict[str, Tuple[int, Optional[int]]]:
+    """Lake tables: Delta tables through their log, plain parquet files directly."""
     import pyarrow as pa
     import pyarrow.compute as pc
+    import pyarrow.dataset as ds
     from dlt.common.libs.deltalake import get_delta_tables
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     counts: Dict[str, Tuple[int, Optional[int]]] = {}
-    found = get_delta_tables(pipeline, *tables)
-    for table in tables:
-        cursor = newer_than.get(table)
-        if table not in found:
-            counts[table] = (0, None if cursor is None else 0)
-            continue
-        data = found[table].to_pyarrow_dataset()
-        newer = None
-        if cursor is not None:
-            bound = pa.scalar(from_iso(cursor), pa.timestamp("us", tz="UTC"))
-            newer = data.count_rows(filter=pc.field(S.CURSOR_FIELD) > bound)
-        counts[table] = (data.count_rows(), newer)
+    found = get_delta_tables(pipeline, *[t for t in tables if _is_delta(pipeline, t)])
+    with pipeline.destination_client() as client:
+        for table in tables:
+            cursor = newer_than.get(table)
+            if table in found:
+                data = found[table].to_pyarrow_dataset()
+            else:
+                files = [f for f in client.list_table_files(table)  # type: ignore[attr-defined]
+                         if f.endswith(".parquet")]
+                if not files:
+                    counts[table] = (0, None if cursor is None else 0)
+                    continue
+                data = ds.dataset(files, format="parquet",
+                                  filesystem=PyFileSystem(FSSpecHandler(client.fs_client)))  # type: ignore[attr-defined]
+            newer = None
+            if cursor is not None:
+                bound = pa.scalar(from_iso(cursor), pa.timestamp("us", tz="UTC"))
+                newer = data.count_rows(filter=pc.field(S.CURSOR_FIELD) > bound)
+            counts[table] = (data.count_rows(), newer)
     return counts
+
+
+def _is_delta(pipeline: dlt.Pipeline, table: str) -> bool:
+    schema = pipeline.default_schema if pipeline.default_schema_name else None
+    return bool(schema and table in schema.tables
+                and schema.tables[table].get("table_format") == "delta")
 
 
 def count_rows(pipeline: dlt.Pipeline, tables: List[str]) -> Dict[str, int]:

@@ -233,3 +233,16 @@ def test_a_list_field_the_api_adds_later_is_json_on_every_warehouse(sandbox, mak
 
     assert warehouse.columns("leads")["segments"] == "json"
     assert _loaded_value("tags", loader.row("leads", lead["id"])["segments"]) == ["smb", "emea"]
+
+
+def test_the_summary_counts_lake_tables(sandbox, make_loader, tmp_path):
+    delta = make_loader(sandbox, warehouse=DeltaWarehouse(tmp_path / "delta"), pipeline_name="d")
+    first = delta.run()
+    sandbox.admin.insert("leads", count=2)
+    second = delta.run()
+    assert [(t.rows_after, t.new) for t in first.tables] == [(250, 250), (120, 120)]
+    assert [(t.rows_after, t.new) for t in second.tables] == [(252, 2), (120, 0)]
+
+    plain = make_loader(sandbox, warehouse=ParquetWarehouse(tmp_path / "plain"), pipeline_name="p")
+    result = plain.run(lake_format_name="parquet", full_scan=True)
+    assert [t.rows_after for t in result.tables] == [252, 120]
