@@ -56,7 +56,7 @@ from pipelines.destinations import (
     refuse_appending_duplicates,
     validate_destination,
 )
-from pipelines.summary import TableSummary, count_rows, render, resource_state, summarize
+from pipelines.summary import TableSummary, count_rows, render, summarize
 
 # Not "rackwave.duckdb": DuckDB names the catalog after the file, and a catalog named like the
 # dataset ("rackwave") makes every `rackwave.leads` reference ambiguous, for dlt and for users.

@@ -19,7 +19,7 @@ the table rather than merge into it. The rules here are few and explicit:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Dict, List, MutableMapping, Optional, Set, Tuple
 
 import pyarrow as pa

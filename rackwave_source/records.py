@@ -19,7 +19,8 @@ page's table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import pyarrow as pa
@@ -232,13 +233,13 @@ class Page:
     records: pa.Table
     total: int
     last_page: int
-    rejected: List[Dict[str, Any]] = field(default_factory=list)
+    rejected: List[Dict[str, Any]] = dataclass_field(default_factory=list)
     #: ``created_at`` as integer microseconds (UTC) and ``id``, one per record, as Python lists.
     #: Computed where the page is decoded (a fetching thread), so the single thread that consumes
     #: pages in order does no Arrow compute per page: each such call releases the GIL and then
     #: waits its turn behind the fetching threads to take it back.
-    created_us: List[Optional[int]] = field(init=False, repr=False)
-    ids: List[Optional[str]] = field(init=False, repr=False)
+    created_us: List[Optional[int]] = dataclass_field(init=False, repr=False)
+    ids: List[Optional[str]] = dataclass_field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(  # frozen: set once, here

@@ -6,13 +6,35 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pipelines.rackwave_pipeline import RunResult, run_pipeline
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from warehouses import DuckDBWarehouse, Warehouse
 
 DATASET = "rackwave"
+#: The documented fields, per table (nested address flattened): what end-to-end tests compare.
+FIELDS: Dict[str, Tuple[str, ...]] = {
+    "leads": ("name", "email", "phone", "company", "status", "source", "tags", "created_at",
+              "updated_at"),
+    "contacts": ("first_name", "last_name", "email", "phone", "company", "title", "lead_id", "tags",
+                 "address__street", "address__city", "address__postcode", "address__country",
+                 "created_at", "updated_at"),
+}
+TIMESTAMPS = ("created_at", "updated_at")
+
+
+def api_value(record: Mapping[str, Any], name: str) -> Any:
+    """A record's value for a column: nested fields by ``parent__child``, timestamps parsed."""
+    if "__" in name:
+        parent, child = name.split("__", 1)
+        nested = record.get(parent)
+        return nested.get(child) if isinstance(nested, dict) else None
+    value = record.get(name)
+    if name in TIMESTAMPS and value is not None:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
 
 
 def pages_for(rows: int, per_page: int = 100) -> int:

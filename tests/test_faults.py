@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Collection, Dict, Mapping, Tuple
 
@@ -22,19 +21,11 @@ import pytest
 from dlt.common.versioned_state import decompress_state
 
 from rackwave_source import RackwaveTransientError, ServerError
+from support import FIELDS, TIMESTAMPS, api_value
 
 DATASET = "rackwave"
 TOKEN = "POST /v1/auth/token"
 LIST_ENDPOINTS = ("GET /v1/leads", "GET /v1/contacts")
-#: The columns compared, per table: every documented field (nested address flattened).
-FIELDS: Dict[str, Tuple[str, ...]] = {
-    "leads": ("name", "email", "phone", "company", "status", "source", "tags", "created_at",
-              "updated_at"),
-    "contacts": ("first_name", "last_name", "email", "phone", "company", "title", "lead_id", "tags",
-                 "address__street", "address__city", "address__postcode", "address__country",
-                 "created_at", "updated_at"),
-}
-TIMESTAMPS = ("created_at", "updated_at")
 
 Rows = Dict[str, Tuple[Any, ...]]
 
@@ -42,14 +33,8 @@ Rows = Dict[str, Tuple[Any, ...]]
 # --- the warehouse against the API -------------------------------------------------------------
 
 def _api_value(record: Mapping[str, Any], name: str) -> Any:
-    if "__" in name:
-        parent, child = name.split("__", 1)
-        nested = record.get(parent)
-        return nested.get(child) if isinstance(nested, dict) else None
-    value = record.get(name)
-    if name in TIMESTAMPS and value is not None:
-        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
-    return value
+    value = api_value(record, name)
+    return int(value.timestamp()) if name in TIMESTAMPS and value is not None else value
 
 
 def api_snapshot(server: Any) -> Dict[str, Rows]:

@@ -9,33 +9,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict
 
 import pytest
 
 from rackwave_source import ConfigurationError
-from support import Loader, sandbox_ids
+from support import FIELDS, Loader, api_value, sandbox_ids
 from warehouses import DeltaWarehouse, DuckDBWarehouse, ParquetWarehouse, PostgresWarehouse
 
-FIELDS: Dict[str, Tuple[str, ...]] = {
-    "leads": ("name", "email", "phone", "company", "status", "source", "tags", "created_at",
-              "updated_at"),
-    "contacts": ("first_name", "last_name", "email", "phone", "company", "title", "lead_id", "tags",
-                 "address__street", "address__city", "address__postcode", "address__country",
-                 "created_at", "updated_at"),
-}
-TIMESTAMPS = ("created_at", "updated_at")
-
-
-def _api_value(record: Mapping[str, Any], name: str) -> Any:
-    if "__" in name:
-        parent, child = name.split("__", 1)
-        nested = record.get(parent)
-        return nested.get(child) if isinstance(nested, dict) else None
-    value = record.get(name)
-    if name in TIMESTAMPS and value is not None:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value
 
 
 def _loaded_value(name: str, value: Any) -> Any:
@@ -49,7 +30,7 @@ def _loaded_value(name: str, value: Any) -> Any:
 def assert_equals_api(loader: Loader, server: Any) -> None:
     """Every table holds exactly the API's records: no id missing, extra or doubled, same values."""
     for kind, fields in FIELDS.items():
-        want = {r["id"]: tuple(_api_value(r, f) for f in fields)
+        want = {r["id"]: tuple(api_value(r, f) for f in fields)
                 for r in server.admin.records(kind)}
         rows = loader.query(f"SELECT id, {', '.join(fields)} FROM rackwave.{kind}")
         ids = [row[0] for row in rows]

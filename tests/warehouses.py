@@ -47,6 +47,12 @@ class Warehouse:
         """``{column: dlt data type}`` of a loaded table."""
         raise NotImplementedError
 
+    def _information_schema(self, table: str, types: Dict[str, str]) -> Dict[str, str]:
+        _, rows = self.query(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?", DATASET, table)
+        return {name: types.get(kind, kind) for name, kind in rows}
+
 
 @dataclass
 class DuckDBWarehouse(Warehouse):
@@ -59,10 +65,7 @@ class DuckDBWarehouse(Warehouse):
             return [d[0] for d in cur.description], cur.fetchall()
 
     def columns(self, table: str) -> Dict[str, str]:
-        _, rows = self.query(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ?", DATASET, table)
-        return {name: _DUCKDB_TYPES.get(kind, kind) for name, kind in rows}
+        return self._information_schema(table, _DUCKDB_TYPES)
 
 
 @dataclass
@@ -81,10 +84,7 @@ class PostgresWarehouse(Warehouse):
             return [d[0] for d in cur.description], cur.fetchall()
 
     def columns(self, table: str) -> Dict[str, str]:
-        _, rows = self.query(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ?", DATASET, table)
-        return {name: _POSTGRES_TYPES.get(kind, kind) for name, kind in rows}
+        return self._information_schema(table, _POSTGRES_TYPES)
 
 
 @dataclass
