@@ -56,6 +56,7 @@ from pipelines.destinations import (
     refuse_appending_duplicates,
     validate_destination,
 )
+from pipelines.requested_scan import FullScanRequest
 from pipelines.summary import TableSummary, count_rows, render, summarize
 
 # Not "rackwave.duckdb": DuckDB names the catalog after the file, and a catalog named like the
@@ -153,6 +154,12 @@ def run_pipeline(
     selected = list(validate_resources(list(resources or RESOURCES), RESOURCES))
     destination = validate_destination(destination)
     lake = lake_format(lake_format_name) if destination == "filesystem" else None
+    request = FullScanRequest(pipelines_dir, pipeline_name)
+    owed = request.pending()
+    if owed and not full_scan and not full_refresh:
+        print(f"The full scan asked for at {owed} has not finished yet: this run is a full scan.",
+              file=sys.stderr)
+        full_scan = True
     refuse_appending_duplicates(destination, lake or "", full_scan or full_refresh)
     kwargs: Dict[str, Any] = dict(source_options or {})
     if base_url:
@@ -176,6 +183,8 @@ def run_pipeline(
             "(or try the local demo: rackwave --sandbox).",
         ) from None
 
+    if full_scan:
+        request.record()  # owed until a full scan finishes, even if this run is killed
     apply_layout(source, destination)
     if destination == "postgres" and not any(
             isinstance(f, QuietJsonAsText) for f in logging.getLogger("dlt").filters):
@@ -228,6 +237,8 @@ def run_pipeline(
             raise
         # Re-raised bare: chaining it to dlt's wrapper (which already contains it) makes a cycle.
         raise error from None
+    if full_scan or full_refresh:
+        request.settle()
     tables = summarize(pipeline, selected, before if not full_refresh else {})
     return RunResult(pipeline, tables, time.monotonic() - started, destination, dataset)
 

@@ -249,6 +249,25 @@ def test_sigkill_during_extract_then_the_next_run_loads_exactly(command):
     assert_warehouse_equals_api(cli.server, cli.duckdb_path)
 
 
+def test_a_killed_full_scan_is_owed_until_one_finishes(command):
+    cli = command({"per_page": 20, "concurrency": 2}, leads=1_000, contacts=200, latency_ms=20)
+    cli.loader().run()
+    change_records(cli.server)  # edits and deletes: only a full scan applies them
+    cli.server.admin.reset_stats()
+
+    run = cli.start("--full-scan")
+    kill_when(run, lambda: cli.server.admin.requests("GET /v1/leads") >= 15,
+              "15 pages of leads were read")
+    again = cli.run()  # a plain run, as the scheduler starts it
+
+    assert again.returncode == 0, again.output
+    assert "has not finished yet: this run is a full scan" in again.output
+    assert "leads     full scan" in again.output
+    assert_warehouse_equals_api(cli.server, cli.duckdb_path)
+    after = cli.run()  # owed no more
+    assert "leads     incremental" in after.output and "full scan" not in after.output
+
+
 # --- killed during load --------------------------------------------------------------------------
 
 def test_sigkill_during_load_of_a_full_scan_then_the_next_run_loads_exactly(command):
