@@ -153,14 +153,17 @@ class QuietJsonAsText(logging.Filter):
 
 
 def apply_layout(source: DltSource, destination: str) -> None:
-    """Warehouse-specific table layout: partitioning and clustering hints."""
+    """What a warehouse needs of the resources: BigQuery's partitioning and clustering,
+    Snowflake's clustering, and for Postgres' CSV loader JSON columns handed over as text."""
     if destination == "bigquery":
         from dlt.destinations.adapters import bigquery_adapter
 
         for name, resource in source.selected_resources.items():
             bigquery_adapter(resource, partition=BIGQUERY_PARTITION,
                              cluster=CLUSTER_COLUMNS.get(name))
-    elif destination == "postgres" and loader_file_format(destination, "") == "csv":
+    elif destination == "postgres" and (
+            dlt.config.get("normalize.loader_file_format") or LOADER_FILE_FORMATS[destination]
+    ) == "csv":  # CSV, ours or configured, cannot carry Arrow lists
         for resource in source.selected_resources.values():
             resource.add_map(json_as_text)
     elif destination == "snowflake":
