@@ -31,7 +31,7 @@ from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract.source import DltSource
 
 from rackwave_source.config import validate_choice
-from rackwave_source.exceptions import ConfigurationError
+from rackwave_source.exceptions import ConfigurationError, WarehouseUnavailableError
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "filesystem", "motherduck")
 SQL_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "motherduck")
@@ -115,6 +115,29 @@ def missing_destination_setting(destination: str, exc: Any) -> ConfigurationErro
         f"Set it in .dlt/secrets.toml under [{where}] or in the environment variable "
         f"{where.upper().replace('.', '__')} ({examples.get(destination, 'see dlt docs')}); "
         "see the README's section on this destination.",
+    )
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """A warehouse that cannot be reached now (refused, timed out, DNS): worth running again.
+
+    dlt passes most drivers' connection errors through unwrapped (psycopg2's OperationalError,
+    Snowflake's, DuckDB's IOException for a locked file), so they are recognised by kind.
+    """
+    from dlt.common.destination.exceptions import DestinationTransientException
+
+    if isinstance(exc, (DestinationTransientException, ConnectionError, TimeoutError)):
+        return True
+    return type(exc).__name__ in ("OperationalError", "InterfaceError", "ServiceUnavailable")
+
+
+def unreachable_warehouse(destination: str, exc: BaseException) -> WarehouseUnavailableError:
+    """Our transient error for a warehouse that cannot be reached (exit code 75)."""
+    detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    return WarehouseUnavailableError(
+        f"Could not reach the {destination} warehouse: {detail}. No cursor moved: the next run "
+        "reads the same records again. Check its connection settings (host, port, credentials) "
+        "and run again."
     )
 
 

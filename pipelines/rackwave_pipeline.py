@@ -49,11 +49,13 @@ from pipelines.destinations import (
     LAKE_FORMATS,
     QuietJsonAsText,
     apply_layout,
+    is_unreachable,
     lake_format,
     loader_file_format,
     make_destination,
     missing_destination_setting,
     refuse_appending_duplicates,
+    unreachable_warehouse,
     validate_destination,
 )
 from pipelines.requested_scan import FullScanRequest
@@ -233,6 +235,8 @@ def run_pipeline(
         error = unwrap(exc)
         if isinstance(error, ConfigFieldMissingException):
             raise missing_destination_setting(destination, error) from None
+        if error is exc and exc.step in ("sync", "load") and is_unreachable(exc.exception):
+            raise unreachable_warehouse(destination, exc.exception) from None
         if error is exc:
             raise
         # Re-raised bare: chaining it to dlt's wrapper (which already contains it) makes a cycle.

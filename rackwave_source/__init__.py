@@ -16,6 +16,7 @@ from .exceptions import (
     TLSVerificationError,
     UnexpectedResponseError,
     ValidationError,
+    WarehouseUnavailableError,
 )
 from .source import rackwave_source
 
@@ -38,5 +39,6 @@ __all__ = [
     "TLSVerificationError",
     "UnexpectedResponseError",
     "ValidationError",
+    "WarehouseUnavailableError",
     "rackwave_source",
 ]

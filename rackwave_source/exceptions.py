@@ -110,6 +110,10 @@ class RateLimitError(RackwaveTransientError):
     """The API kept answering 429 for longer than the configured wait budget."""
 
 
+class WarehouseUnavailableError(RackwaveTransientError):
+    """The destination could not be reached or refused the connection for now."""
+
+
 class ServerError(RackwaveTransientError):
     """5xx answers, dropped connections or unreadable bodies persisted after every retry."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,18 @@ def test_plain_parquet_needs_full_scans_and_an_unknown_destination_is_refused(tm
     run = rackwave(tmp_path, "--sandbox", "--destination", "oracle")
     assert run.returncode == 2
     assert "invalid choice: 'oracle'" in run.stderr and "postgres" in run.stderr
+
+
+def test_an_unreachable_warehouse_exits_75_without_its_password(tmp_path, sandbox):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    run = rackwave(tmp_path, "--destination", "postgres", "--base-url", sandbox.base_url, env={
+        "SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",
+        "SOURCES__RACKWAVE__CLIENT_SECRET": "sk_test_sandbox",
+        "DESTINATION__POSTGRES__CREDENTIALS": f"postgresql://loader:pw_hidden_9@127.0.0.1:{port}/x"})
+    assert run.returncode == 75, run.stderr
+    assert "Could not reach the postgres warehouse" in run.stderr
+    assert "run again" in run.stderr and "Traceback" not in run.stderr
+    assert "pw_hidden_9" not in run.stderr + run.stdout
