@@ -66,10 +66,6 @@ from pipelines.summary import TableSummary, count_rows, render, summarize
 DEFAULT_DUCKDB_FILE = "rackwave_data.duckdb"
 SANDBOX_LEADS = 10_000
 SANDBOX_CONTACTS = 5_000
-# DuckDB's defaults (80 % of RAM, a thread per core) let its buffers grow with the table while
-# it loads parquet: peak RSS went from 317 MB at 100,000 leads to 540 MB at 1,000,000. With these
-# it stays at ~290 / ~325 MB and the 100,000-lead load is no slower (benchmarks/README.md); DuckDB
-# spills to a temp folder beside the file if a merge ever needs more.
 EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
 ADD_LOAD_ID_KEY = "normalize.parquet_normalizer.add_dlt_load_id"
 
@@ -228,7 +224,7 @@ def run_pipeline(
         pipeline.run(
             source,
             refresh="drop_sources" if full_refresh else None,
-            loader_file_format=loader_file_format(destination, lake or ""),  # type: ignore[arg-type]
+            loader_file_format=loader_file_format(destination),  # type: ignore[arg-type]
             table_format="delta" if lake == "delta" else None,
         )
     except PipelineStepFailed as exc:

@@ -71,10 +71,6 @@ class ColumnTypes:
             settled = self._types.setdefault(name, data_type)
         return name if settled == data_type else variant_column(name, data_type)
 
-    def type_of(self, name: str) -> Optional[str]:
-        with self._lock:
-            return self._types.get(name)
-
 
 def contract_error(exc: Any) -> SchemaContractError:
     """Our error for dlt's ``DataValidationError`` (a frozen schema met a new column or type).

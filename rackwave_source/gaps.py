@@ -32,9 +32,14 @@ from .records import Page, PageReader
 _MASK = (1 << 64) - 1
 
 
+def _hash(record_id: Optional[str]) -> int:
+    """An id's 64-bit hash (stable within one process, which is all a run needs)."""
+    return hash(record_id) & _MASK
+
+
 def hash_ids(ids: Sequence[Optional[str]]) -> Any:
-    """64-bit hashes of ids (stable within one process, which is all a run needs)."""
-    return np.fromiter((hash(i) & _MASK for i in ids), dtype=np.uint64, count=len(ids))
+    """64-bit hashes of ids, as a numpy array."""
+    return np.fromiter(map(_hash, ids), dtype=np.uint64, count=len(ids))
 
 
 def id_hashes(table: pa.Table) -> Any:
@@ -71,7 +76,7 @@ class GapWatch:
 
     def keep(self, ids: Sequence[Optional[str]]) -> None:
         """Records the ids of rows the run keeps."""
-        self.kept.extend(hash(i) & _MASK for i in ids)
+        self.kept.extend(map(_hash, ids))
 
     def kept_sorted(self) -> Any:
         """The ids kept so far, as a sorted array for :func:`contains`."""

@@ -85,7 +85,7 @@ def iter_pages_concurrent(
 
     Each worker takes up to ``pages_per_read`` consecutive pages (see :func:`fetch_pages`). Pages are
     yielded in page order, so callers see the same sequence as :func:`iter_pages`, and memory
-    holds at most ``2 * concurrency`` such runs of pages. If records are created meanwhile, a
+    holds at most ``concurrency + 2`` such runs of pages. If records are created meanwhile, a
     later page reports a larger ``last_page`` and the scan follows it; if records are deleted,
     it stops at the first empty page. Closing the generator (an early stop) cancels what was not
     sent yet.
