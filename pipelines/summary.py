@@ -10,6 +10,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from rackwave_source import settings as S
 from rackwave_source.incremental import from_iso
+from rackwave_source.lake import is_lake, lake_table
 
 
 @dataclass
@@ -34,14 +35,13 @@ def _count(
 ) -> Dict[str, Tuple[int, Optional[int]]]:
     """Per table: rows now, and rows created after ``newer_than[table]`` (None when not asked).
 
-    One connection and one query per table (opening a DuckDB connection costs ~60 ms). Delta
-    tables are counted from their own metadata and files (dlt's SQL view of a lake needs a DuckDB
-    extension downloaded at first use).
+    One connection and one query per table (opening a DuckDB connection costs ~60 ms). Lake
+    tables are counted from their own metadata and files (``rackwave_source/lake.py``).
     """
     counts: Dict[str, Tuple[int, Optional[int]]] = {}
     try:
-        if pipeline.destination is not None and pipeline.destination.destination_name == "filesystem":
-            counts = _count_delta(pipeline, tables, newer_than)
+        if is_lake(pipeline):
+            counts = _count_lake(pipeline, tables, newer_than)
         else:
             counts = _count_sql(pipeline, tables, newer_than)
     except Exception:  # noqa: BLE001 - a summary must never fail a load (e.g. no SQL client)
@@ -74,43 +74,25 @@ def _count_sql(
     return counts
 
 
-def _count_delta(
+def _count_lake(
     pipeline: dlt.Pipeline, tables: List[str], newer_than: Mapping[str, Optional[str]]
 ) -> Dict[str, Tuple[int, Optional[int]]]:
-    """Lake tables: Delta tables through their log, plain parquet files directly."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-    from dlt.common.libs.deltalake import get_delta_tables
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     counts: Dict[str, Tuple[int, Optional[int]]] = {}
-    found = get_delta_tables(pipeline, *[t for t in tables if _is_delta(pipeline, t)])
-    with pipeline.destination_client() as client:
-        for table in tables:
-            cursor = newer_than.get(table)
-            if table in found:
-                data = found[table].to_pyarrow_dataset()
-            else:
-                files = [f for f in client.list_table_files(table)  # type: ignore[attr-defined]
-                         if f.endswith(".parquet")]
-                if not files:
-                    counts[table] = (0, None if cursor is None else 0)
-                    continue
-                data = ds.dataset(files, format="parquet",
-                                  filesystem=PyFileSystem(FSSpecHandler(client.fs_client)))  # type: ignore[attr-defined]
-            newer = None
-            if cursor is not None:
-                bound = pa.scalar(from_iso(cursor), pa.timestamp("us", tz="UTC"))
-                newer = data.count_rows(filter=pc.field(S.CURSOR_FIELD) > bound)
-            counts[table] = (data.count_rows(), newer)
+    for table in tables:
+        cursor = newer_than.get(table)
+        data = lake_table(pipeline, table)
+        if data is None:
+            counts[table] = (0, None if cursor is None else 0)
+            continue
+        newer = None
+        if cursor is not None:
+            bound = pa.scalar(from_iso(cursor), pa.timestamp("us", tz="UTC"))
+            newer = data.count_rows(filter=pc.field(S.CURSOR_FIELD) > bound)
+        counts[table] = (data.count_rows(), newer)
     return counts
-
-
-def _is_delta(pipeline: dlt.Pipeline, table: str) -> bool:
-    schema = pipeline.default_schema if pipeline.default_schema_name else None
-    return bool(schema and table in schema.tables
-                and schema.tables[table].get("table_format") == "delta")
 
 
 def count_rows(pipeline: dlt.Pipeline, tables: List[str]) -> Dict[str, int]:

@@ -4,7 +4,7 @@ A full scan replaces the table with what the API returned. In ``flag`` mode it a
 rows the destination already holds whose id the scan did not see, with ``_rackwave_deleted_at``
 set to when a full scan first missed them, so analysts keep history and can filter
 ``WHERE _rackwave_deleted_at IS NULL`` for the live view. The rows come from the destination
-itself (through ``pipeline.dataset()``, or ``deltalake`` for Delta tables), so this works on every
+itself (through ``pipeline.dataset()``, or ``lake.py`` for lake files), so this works on every
 destination dlt can read back.
 
 It re-reads the whole table from the destination at every full scan, which is why it is a setting
@@ -25,6 +25,7 @@ from dlt.common.schema.typing import TColumnSchema
 
 from . import settings as S
 from .gaps import contains, id_hashes
+from .lake import is_lake, lake_table
 
 DELETED_AT = "_rackwave_deleted_at"
 DELETED_AT_COLUMN: Dict[str, TColumnSchema] = {
@@ -56,16 +57,12 @@ def missing_rows(resource: str, seen: Any, flagged_at: datetime) -> Iterator[pa.
 
 
 def _loaded_rows(pipeline: Any, resource: str) -> Iterator[pa.Table]:
-    """The table as loaded, in chunks. Delta tables are read with ``deltalake`` itself: dlt's SQL
-    view of a lake needs a DuckDB extension that is downloaded on first use."""
-    if pipeline.destination.destination_name == "filesystem":
-        from dlt.common.libs.deltalake import get_delta_tables
-
-        found = get_delta_tables(pipeline, resource)
-        if resource in found:
-            for batch in found[resource].to_pyarrow_dataset().to_batches(batch_size=_CHUNK):
-                if batch.num_rows:
-                    yield pa.Table.from_batches([batch])
+    """The table as loaded, in chunks (lake tables without SQL, see ``lake.py``)."""
+    if is_lake(pipeline):
+        data = lake_table(pipeline, resource)
+        for batch in data.to_batches(batch_size=_CHUNK) if data is not None else ():
+            if batch.num_rows:
+                yield pa.Table.from_batches([batch])
         return
     relation = pipeline.dataset(schema=S.SOURCE_NAME)[resource]
     yield from relation.iter_arrow(chunk_size=_CHUNK)

@@ -227,3 +227,16 @@ def test_the_summary_counts_lake_tables(sandbox, make_loader, tmp_path):
     plain = make_loader(sandbox, warehouse=ParquetWarehouse(tmp_path / "plain"), pipeline_name="p")
     result = plain.run(lake_format_name="parquet", full_scan=True)
     assert [t.rows_after for t in result.tables] == [252, 120]
+
+
+def test_deleted_records_can_be_flagged_in_plain_parquet_files(sandbox, make_loader, tmp_path):
+    loader = make_loader(sandbox, warehouse=ParquetWarehouse(tmp_path / "lake"),
+                         deleted_records="flag")
+    loader.run(lake_format_name="parquet", full_scan=True)
+    gone = sandbox.admin.records("leads")[12]
+    sandbox.admin.delete("leads", gone["id"])
+
+    loader.run(lake_format_name="parquet", full_scan=True)
+
+    assert loader.row("leads", gone["id"])["_rackwave_deleted_at"] is not None
+    assert loader.count("leads") == len(sandbox_ids(sandbox, "leads")) + 1
