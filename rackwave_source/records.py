@@ -316,18 +316,22 @@ class PageReader:
             ValueError: the body is not JSON at all (e.g. truncated): the client retries it.
         """
         try:
-            table = pa_json.read_json(
-                pa.py_buffer(content),
-                read_options=pa_json.ReadOptions(use_threads=False,
-                                                  block_size=max(len(content) + 1, 1 << 16)),
-                parse_options=self._parse,
-                memory_pool=_POOL,
-            )
+            table = self._read_json(content)
             if table.num_rows == 1:
                 return table
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             pass
         return json.loadb(content)
+
+    def _read_json(self, content: bytes) -> pa.Table:
+        """One read of newline-separated JSON objects, in a single block (one thread)."""
+        return pa_json.read_json(
+            pa.py_buffer(content),
+            read_options=pa_json.ReadOptions(use_threads=False,
+                                              block_size=max(len(content) + 1, 1 << 16)),
+            parse_options=self._parse,
+            memory_pool=_POOL,
+        )
 
     def pages(self, url: str, numbers: Sequence[int], bodies: Sequence[bytes]) -> List[Optional[Page]]:
         """Several pages' raw bodies at once: one JSON read and one shaping for all of them.
@@ -357,13 +361,7 @@ class PageReader:
     ) -> Iterator[Page]:
         if any(b"\n" in content for content in bodies):
             raise ValueError("one JSON document per line only")
-        content = b"\n".join(bodies)
-        table = pa_json.read_json(
-            pa.py_buffer(content),
-            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(content) + 1),
-            parse_options=self._parse,
-            memory_pool=_POOL,
-        )
+        table = self._read_json(b"\n".join(bodies))
         if table.num_rows != len(bodies):
             raise ValueError("not one JSON object per page")
         data = table.column("data").combine_chunks()
