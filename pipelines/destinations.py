@@ -30,7 +30,7 @@ from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract.source import DltSource
 
-from rackwave_source.config import validate_choice
+from rackwave_source.options import validate_choice
 from rackwave_source.exceptions import ConfigurationError, WarehouseUnavailableError
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "filesystem", "motherduck")

@@ -36,7 +36,7 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from rackwave_source import RESOURCES, rackwave_source
-from rackwave_source.config import validate_resources
+from rackwave_source.options import validate_resources
 from rackwave_source.drift import contract_error
 from rackwave_source.exceptions import (
     ConfigurationError,

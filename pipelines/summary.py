@@ -9,7 +9,7 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from rackwave_source import settings as S
-from rackwave_source.incremental import from_iso
+from rackwave_source.cursor import from_iso
 from rackwave_source.lake import is_lake, lake_table
 
 

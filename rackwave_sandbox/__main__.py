@@ -32,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-burst", type=int, default=None)
     p.add_argument("--error-rate", type=float, default=d.error_rate)
     p.add_argument("--drop-rate", type=float, default=d.drop_rate)
+    p.add_argument("--churn-creates", type=float, default=d.churn_creates,
+                   help="records created per list request in the listed collection (2.5 -> 2 or 3)")
+    p.add_argument("--churn-deletes", type=float, default=d.churn_deletes,
+                   help="records deleted per list request, uniformly at random")
+    p.add_argument("--churn-on-filtered", action=argparse.BooleanOptionalAction, default=d.churn_on_filtered,
+                   help="also churn on status=/search= lists")
+    p.add_argument("--count-lag", type=int, default=d.count_lag,
+                   help="meta.total trails the data by this many records")
     return p
 
 
@@ -49,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             rate_burst=args.rate_burst,
             error_rate=args.error_rate,
             drop_rate=args.drop_rate,
+            churn_creates=args.churn_creates,
+            churn_deletes=args.churn_deletes,
+            churn_on_filtered=args.churn_on_filtered,
+            count_lag=args.count_lag,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -68,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  client_id:     {cfg.client_id}", flush=True)
     print(f"  client_secret: {cfg.client_secret}", flush=True)
     print(f"  admin:         {server.root_url}/_admin/stats", flush=True)
+    if cfg.churn_creates or cfg.churn_deletes or cfg.count_lag:
+        where = "list request" if cfg.churn_on_filtered else "unfiltered list request"
+        print(f"  churn:         +{cfg.churn_creates:g}/-{cfg.churn_deletes:g} records per {where}, "
+              f"count lag {cfg.count_lag}", flush=True)
     try:
         while not stop.wait(0.5):
             pass

@@ -46,7 +46,8 @@ class AdminClient:
 
     # -- stats -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        """Request counters: ``requests``, ``statuses``, ``pages``, ``total``."""
+        """Request counters: ``requests``, ``statuses``, ``pages``, ``total``, and ``churn``
+        (``{kind: {"created": n, "deleted": m}}``, records changed by ``churn_*`` settings)."""
         result: dict[str, Any] = self._call("GET", "stats")
         return result
 

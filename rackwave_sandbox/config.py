@@ -46,7 +46,15 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
     "error_rate",
     "drop_rate",
     "token_ttl",
+    "churn_creates",
+    "churn_deletes",
+    "churn_on_filtered",
+    "count_lag",
 )
+
+#: Upper bound of ``churn_creates``/``churn_deletes``: churn runs under the store lock, so a
+#: typo such as 1e9 would otherwise freeze the whole server inside one request.
+MAX_CHURN_PER_REQUEST = 10_000.0
 
 
 @dataclass
@@ -69,6 +77,34 @@ class SandboxConfig:
             without any response.
         client_id: Accepted client id for ``POST /v1/auth/token``.
         client_secret: Accepted client secret.
+        churn_creates: Expected number of records created per list request
+            (``GET /v1/leads`` or ``/v1/contacts``) in the collection being
+            listed, so a full scan meets an API that keeps growing under it.
+            The integer part is applied on every request, the fractional part
+            with that probability (2.5 -> 2 or 3). New records are created
+            "now" and sort first (newest-first order). Churn happens under the
+            store lock right before the page is computed, i.e. "between two
+            requests", and only for list requests that are answered with a
+            page (not 401/422/429 or an injected fault). Its decisions come
+            from a RNG seeded with ``seed`` (reset by ``/_admin/reset``), so a
+            run is replayable. At most ``MAX_CHURN_PER_REQUEST``.
+        churn_deletes: Expected number of records deleted per list request, in
+            the same way; victims are drawn uniformly from the whole collection
+            (any position, churn-created records included), because deletions
+            above the read position are what shift pages under a paging
+            client. ``churn_creates == churn_deletes`` is "balanced churn": the
+            total stays flat (exactly when both are integers) while the ids
+            change.
+        churn_on_filtered: Whether churn also runs on filtered list requests
+            (``status=`` or ``search=``); True by default because a busy API
+            does not care what its clients ask. False restricts churn to
+            unfiltered lists, e.g. to keep a filtered cross-check stable.
+        count_lag: ``meta.total`` (and ``last_page``, computed from it) trails
+            the data by this many records, as if they had been created between
+            the server counting and listing: the reported total is
+            ``max(0, real_total - count_lag)`` while ``data`` comes from the
+            real list. A client that stops at ``last_page`` then misses the
+            oldest records. Applies to filtered lists too.
     """
 
     leads: int = 1000
@@ -82,6 +118,10 @@ class SandboxConfig:
     drop_rate: float = 0.0
     client_id: str = DEMO_CLIENT_ID
     client_secret: str = DEMO_CLIENT_SECRET
+    churn_creates: float = 0.0
+    churn_deletes: float = 0.0
+    churn_on_filtered: bool = True
+    count_lag: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -106,6 +146,18 @@ class SandboxConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        for name in ("churn_creates", "churn_deletes"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0.0 <= value <= MAX_CHURN_PER_REQUEST  # also rejects NaN
+            ):
+                raise ValueError(f"{name} must be a number between 0 and {MAX_CHURN_PER_REQUEST:g}")
+        if not isinstance(self.churn_on_filtered, bool):
+            raise ValueError("churn_on_filtered must be true or false")
+        if isinstance(self.count_lag, bool) or not isinstance(self.count_lag, int) or self.count_lag < 0:
+            raise ValueError("count_lag must be an integer >= 0")
 
     @property
     def effective_burst(self) -> int | None:
@@ -123,6 +175,33 @@ class SandboxConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly copy (used by the admin API)."""
         return asdict(self)
+
+    @staticmethod
+    def coerce_setting(name: str, value: Any) -> Any:
+        """Convert one ``POST /_admin/config`` value (JSON) to the type of its setting.
+
+        Numbers arrive as JSON ints or floats and are widened; ``count_lag`` and
+        ``churn_on_filtered`` are taken strictly (``1.5`` lags or ``"yes"`` are
+        mistakes worth a 422, not something to round). ``None`` passes through
+        so that :meth:`validate` decides whether the setting is nullable.
+
+        Raises:
+            ValueError: If the value cannot be converted.
+            TypeError: If it is not a number at all (e.g. a list).
+        """
+        if value is None:
+            return None
+        if name == "count_lag":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError("count_lag must be an integer >= 0")
+            return value
+        if name == "churn_on_filtered":
+            if not isinstance(value, bool):
+                raise ValueError("churn_on_filtered must be true or false")
+            return value
+        if name == "rate_burst":
+            return int(value)
+        return float(value)
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -109,6 +109,20 @@ def ulid_time_ms(ulid: str) -> int:
     return value
 
 
+def ulid_successor(ulid: str, step: int) -> str:
+    """Return the ULID ``step`` above ``ulid`` (same length, sorts after it).
+
+    Used to keep records created within the same millisecond in creation
+    order, as monotonic ULID generators do. The time part only changes if the
+    80 random bits overflow, which a random ULID does with negligible odds.
+    """
+    value = 0
+    for ch in ulid:
+        value = value * 32 + CROCKFORD.index(ch)
+    value += step
+    return encode_ulid(value >> 80, value)
+
+
 def is_ulid(value: str) -> bool:
     """Return True if ``value`` is a syntactically valid 26-character ULID."""
     return len(value) == 26 and value[0] in "01234567" and set(value) <= _CROCKFORD_SET

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from email.utils import formatdate
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,7 @@ import orjson
 
 from rackwave_sandbox import config as C
 from rackwave_sandbox.auth import TokenState, TokenStore
+from rackwave_sandbox.churn import Churn
 from rackwave_sandbox.config import SandboxConfig
 from rackwave_sandbox.data import format_ts
 from rackwave_sandbox.faults import (
@@ -136,6 +138,7 @@ class SandboxState:
         self.bucket = TokenBucket(cfg.rate_limit, cfg.rate_burst)
         self.faults = FaultInjector(cfg.seed)
         self.triggers = TriggerSet()
+        self.churn = Churn(cfg.seed)
         self.stats = Stats()
         self._config_lock = threading.Lock()
 
@@ -149,24 +152,16 @@ class SandboxState:
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         with self._config_lock:
-            old = self.config.runtime_settings()
-            try:
-                for name, value in settings.items():
-                    if value is not None and name != "rate_burst":
-                        value = float(value)
-                    elif value is not None:
-                        value = int(value)
-                    setattr(self.config, name, value)
-                self.config.validate()
-            except (TypeError, ValueError):
-                for name, value in old.items():
-                    setattr(self.config, name, value)
-                raise
+            values = {name: SandboxConfig.coerce_setting(name, value) for name, value in settings.items()}
+            # Validate a copy, so request threads never see a rejected value, not even briefly.
+            replace(self.config, **values)
+            for name, value in values.items():
+                setattr(self.config, name, value)
             self.bucket.configure(self.config.rate_limit, self.config.rate_burst)
             return self.config.runtime_settings()
 
     def reset(self, leads: int | None, contacts: int | None, seed: int | None) -> None:
-        """Regenerate data; clear stats, tokens, faults and triggers."""
+        """Regenerate data; clear stats, tokens, faults and triggers; reseed churn."""
         if leads is not None:
             self.config.leads = int(leads)
         if contacts is not None:
@@ -177,6 +172,7 @@ class SandboxState:
         self.stats.reset()
         self.tokens.revoke_all()
         self.faults.reset(self.config.seed)
+        self.churn.reset(self.config.seed)
         self.triggers.clear()
         self.bucket.configure(self.config.rate_limit, self.config.rate_burst)
 
@@ -341,8 +337,18 @@ def handle_list(state: SandboxState, kind: str, query: dict[str, list[str]]) -> 
         return validation_error(parsed)
     page, per_page, status, search = parsed
     store = state.store
-    with store.lock:
-        body = store.collections[kind].page(page, per_page, status, search)
+    cfg = state.config
+    creates, deletes, count_lag = cfg.churn_creates, cfg.churn_deletes, cfg.count_lag
+    if not (creates or deletes) or (
+        not cfg.churn_on_filtered and (status is not None or search is not None)
+    ):
+        with store.lock:  # hot path: no churn configured, no RNG
+            body = store.collections[kind].page(page, per_page, status, search, count_lag)
+        return Response(200, body)
+    with store.lock:  # churn "between two requests": nobody reads a half-churned collection
+        created, deleted = state.churn.apply(store, kind, creates, deletes)
+        body = store.collections[kind].page(page, per_page, status, search, count_lag)
+    state.stats.churn(kind, created, deleted)
     return Response(200, body)
 
 

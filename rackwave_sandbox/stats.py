@@ -1,4 +1,4 @@
-"""Per-endpoint request counters exposed through ``GET /_admin/stats``."""
+"""Per-endpoint request counters and churn counts exposed through ``GET /_admin/stats``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class Stats:
             self._requests: dict[str, int] = {}
             self._statuses: dict[str, dict[str, int]] = {}
             self._pages: dict[str, list[int]] = {}
+            self._churn: dict[str, dict[str, int]] = {}
             self._total = 0
 
     def request(self, endpoint: str, page: int | None = None) -> None:
@@ -35,6 +36,19 @@ class Stats:
             per = self._statuses.setdefault(endpoint, {})
             per[status] = per.get(status, 0) + 1
 
+    def churn(self, kind: str, created: int, deleted: int) -> None:
+        """Count records that churn created and deleted in ``kind`` for one list request.
+
+        Tests compare these with what they saw over HTTP, so a kind appears
+        as soon as churn ran on it, even if a fractional rate drew nothing.
+        """
+        with self._lock:
+            per = self._churn.get(kind)
+            if per is None:
+                per = self._churn[kind] = {"created": 0, "deleted": 0}
+            per["created"] += created
+            per["deleted"] += deleted
+
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy of all counters."""
         with self._lock:
@@ -42,5 +56,6 @@ class Stats:
                 "requests": dict(self._requests),
                 "statuses": {k: dict(v) for k, v in self._statuses.items()},
                 "pages": {k: list(v) for k, v in self._pages.items()},
+                "churn": {k: dict(v) for k, v in self._churn.items()},
                 "total": self._total,
             }

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from rackwave_sandbox.config import KINDS
-from rackwave_sandbox.data import format_ts, generate_record, iter_records, parse_ts
+from rackwave_sandbox.config import ID_PREFIXES, KINDS
+from rackwave_sandbox.data import format_ts, generate_record, is_ulid, iter_records, parse_ts, ulid_successor
 
 
 class Rec:
@@ -107,9 +107,18 @@ class Collection:
         return len(self._asc)
 
     def page(
-        self, page: int, per_page: int, status: str | None = None, search: str | None = None
+        self,
+        page: int,
+        per_page: int,
+        status: str | None = None,
+        search: str | None = None,
+        count_lag: int = 0,
     ) -> bytes:
-        """Return the full JSON body of one list page (envelope included)."""
+        """Return the full JSON body of one list page (envelope included).
+
+        ``count_lag`` lowers only ``meta.total``/``last_page`` (a count taken
+        before the last few inserts); ``data`` always comes from the real list.
+        """
         if status is None and search is None:
             total = len(self._asc)
             hi = total - (page - 1) * per_page
@@ -124,6 +133,8 @@ class Collection:
             total = len(matches)
             start = (page - 1) * per_page
             chunk = [rec.raw for rec in matches[start : start + per_page]] if start < total else []
+        if count_lag:
+            total = max(0, total - count_lag)
         meta = {
             "total": total,
             "per_page": per_page,
@@ -187,6 +198,18 @@ class Collection:
     def ids(self) -> list[str]:
         """All ids in API order."""
         return [rec.id for rec in reversed(self._asc)]
+
+    def newest_ids(self, count: int) -> list[str]:
+        """The first ``count`` ids in API order, without copying the whole list."""
+        return [rec.id for rec in reversed(self._asc[-count:])] if count > 0 else []
+
+    def id_at(self, position: int) -> str:
+        """The id at ``position`` in API order (0 is the newest record)."""
+        return self._asc[len(self._asc) - 1 - position].id
+
+    def newest(self) -> Rec | None:
+        """The record that sorts first in API order, if any."""
+        return self._asc[-1] if self._asc else None
 
     # -- email uniqueness (leads) ------------------------------------------------
     def _email_index(self) -> dict[str, str]:
@@ -328,7 +351,7 @@ class Store:
             self._counter += 1
             lead_ids: list[str] = []
             if kind == "contacts":
-                lead_ids = self.collections["leads"].ids()[:1000]
+                lead_ids = self.collections["leads"].newest_ids(1000)
             record = generate_record(
                 kind,
                 self._rng,
@@ -336,6 +359,8 @@ class Store:
                 lead_ids,
                 created_at=str(given_created) if given_created is not None else None,
             )
+            if given_created is None and "id" not in fields:
+                record["id"] = self._first_in_order(coll, record["id"], record["created_at"])
             record.update(fields)
             if "updated_at" not in fields:
                 record["updated_at"] = record["created_at"]
@@ -345,6 +370,24 @@ class Store:
                     local, _, domain = record["email"].partition("@")
                     record["email"] = f"{local}x{self._counter}@{domain}"
             return coll.insert(record)
+
+    def _first_in_order(self, coll: Collection, rid: str, created_at: str) -> str:
+        """Make a "now" record's id sort before every record of its second in API order.
+
+        Ids made "now" carry the current millisecond and 80 random bits, so two
+        records created in the same millisecond (churn creates several per
+        request) would sort randomly and a new record could land below an older
+        one. Like a monotonic ULID generator, step past the newest id when it is
+        in the same second and not already smaller.
+        """
+        top = coll.newest()
+        if top is None or top.id < rid:
+            return rid
+        prefix = ID_PREFIXES[coll.kind]
+        ulid = top.id[len(prefix):]
+        if top.created != parse_ts(created_at) or not top.id.startswith(prefix) or not is_ulid(ulid):
+            return rid  # another second (created_at decides) or a foreign id we cannot step past
+        return prefix + ulid_successor(ulid, 1 + self._rng.getrandbits(32))
 
 
 def new_lead_id(store: Store, now_ms: int) -> str:

@@ -11,6 +11,7 @@ from .exceptions import (
     RackwaveFatalError,
     RackwaveTransientError,
     RateLimitError,
+    ScanIncomplete,
     SchemaContractError,
     ServerError,
     TLSVerificationError,
@@ -18,9 +19,8 @@ from .exceptions import (
     ValidationError,
     WarehouseUnavailableError,
 )
+from .settings import RESOURCE_NAMES as RESOURCES
 from .source import rackwave_source
-
-RESOURCES = ("leads", "contacts")
 
 __all__ = [
     "RESOURCES",
@@ -34,6 +34,7 @@ __all__ = [
     "RackwaveFatalError",
     "RackwaveTransientError",
     "RateLimitError",
+    "ScanIncomplete",
     "SchemaContractError",
     "ServerError",
     "TLSVerificationError",

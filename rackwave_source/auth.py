@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, Optional, TypeVar
 
-from requests import PreparedRequest, Response
 from requests.exceptions import JSONDecodeError, RequestException, SSLError
 
 from dlt.common import pendulum
@@ -34,7 +33,6 @@ from .exceptions import (
     UnexpectedResponseError,
 )
 
-_RETRIED_MARK = "_rackwave_auth_retried"
 T = TypeVar("T")
 
 
@@ -133,8 +131,8 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
     def authorized(self, send: Callable[[str], T], status: Callable[[T], int]) -> T:
         """Runs ``send(token)``; after a 401, renews the token once and runs it again.
 
-        The same flow as the requests hook below, for callers that send requests themselves
-        (the client's urllib3 fast path).
+        The one place a refused token is renewed: every API request goes through here (the
+        client sends them itself, over urllib3), so no caller has to know about renewal.
         """
         token = self._current_token()
         result = send(token)
@@ -142,30 +140,6 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
             return result
         self._invalidate(token)
         return send(self._current_token())
-
-    def __call__(self, request: PreparedRequest) -> PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._current_token()}"
-        request.register_hook("response", self._renew_after_401)
-        return request
-
-    def _renew_after_401(self, response: Response, **send_kwargs: Any) -> Response:
-        """Renews the token once after a 401 and re-sends the request that got it."""
-        request = response.request
-        if response.status_code != 401 or getattr(request, _RETRIED_MARK, False):
-            return response
-        self._invalidate((request.headers.get("Authorization") or "")[len("Bearer ") :])
-        token = self._current_token()
-        # Release the refused response's connection before re-sending.
-        _ = response.content
-        response.close()
-        retry: PreparedRequest = request.copy()
-        retry.headers["Authorization"] = f"Bearer {token}"
-        setattr(retry, _RETRIED_MARK, True)
-        send_kwargs.pop("hooks", None)
-        new_response: Response = response.connection.send(retry, **send_kwargs)
-        new_response.history.append(response)
-        new_response.request = retry
-        return new_response
 
 
 def make_auth(base_url: str, client_id: str, client_secret: str, session: Any,

@@ -35,6 +35,8 @@ import requests
 import urllib3
 from urllib3 import BaseHTTPResponse
 
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.common.json import json
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client
 
@@ -142,15 +144,14 @@ class RackwaveClient:
             retry_condition=_retry_token_request,
             session_attrs=_session_attrs(env),
         )
-        # Picks up [runtime] request_* settings from dlt config and the environment.
-        self._http.configure()
-        retry = self._http._retry_kwargs
-        self.max_attempts = max(1, int(retry["max_attempts"]))
-        self.backoff_factor = float(retry["backoff_factor"])
-        self.max_retry_delay = float(retry["max_delay"])
-        self._pool = _pool(
-            self.base_url, max_connections, self._http._session_kwargs["timeout"], env
-        )
+        # dlt's [runtime] request_* settings (config files and environment), through dlt's
+        # public configuration API; the token session gets them too.
+        runtime = resolve_configuration(RuntimeConfiguration())
+        self._http.update_from_config(runtime)
+        self.max_attempts = max(1, int(runtime.request_max_attempts))
+        self.backoff_factor = float(runtime.request_backoff_factor)
+        self.max_retry_delay = float(runtime.request_max_retry_delay)
+        self._pool = _pool(self.base_url, max_connections, runtime.request_timeout, env)
         self.auth: RackwaveTokenAuth = make_auth(
             self.base_url, client_id, client_secret, self._http, refresh_margin_seconds
         )

@@ -114,6 +114,23 @@ class WarehouseUnavailableError(RackwaveTransientError):
     """The destination could not be reached or refused the connection for now."""
 
 
+class ScanIncomplete(RackwaveTransientError):
+    """Records kept moving faster than re-reads could follow: some may be missing from this read.
+
+    Nothing of the run is loaded (the cursor and the table stay as they were); the next run reads
+    again, usually in a quieter moment.
+    """
+
+    def __init__(self, resource: str, holes: int, rounds: int) -> None:
+        super().__init__(
+            f"Rackwave `{resource}` changed too fast to be read exactly: after {rounds} re-reads, "
+            f"{holes} range(s) of records could still hide records that exist. Nothing was loaded "
+            "for this run; run again (a quieter moment needs fewer re-reads)."
+        )
+        self.resource = resource
+        self.holes = holes
+
+
 class ServerError(RackwaveTransientError):
     """5xx answers, dropped connections or unreadable bodies persisted after every retry."""
 

@@ -1,122 +1,129 @@
-"""Page-number paging over Rackwave's documented list envelope.
+"""Passes over a list endpoint: one page after another, or contiguous blocks on many workers.
 
-dlt's ``PageNumberPaginator`` walks pages one after another through ``RESTClient``; here each page
-is fetched by number and its envelope checked, so an incremental run can stop early on its cursor
-and a full scan can fetch many pages at once (page 1 gives ``meta.last_page``), which is what
-takes a first load from latency-bound to rate-limit-bound.
+A pass never trusts ``meta.total`` or ``meta.last_page`` to say where the list ends: a count that
+trails the data by a record would leave the oldest record unread. It reads on while pages are full
+and stops on a short or empty page. ``last_page`` only sizes the work up front.
+
+The concurrent pass gives each worker a contiguous block of pages that it reads in order, each
+page asked for only once the one before was answered. That order is what lets the totals of two
+neighbouring pages prove that nothing slid between them (``coverage.py``); only the few seams
+between blocks lack that proof. Pages reach the caller as workers deliver them, not in page order:
+repeats are recognised by their ``created_at`` ranges, not by position.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Deque, Dict, Iterator, List, Mapping, Optional, Sequence
+import queue
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Union
 
 from . import settings as S
-from .client import RackwaveClient
-from .records import Page, PageReader
+from .decode import Page
+from .endpoint import ListEndpoint
+
+@dataclass(frozen=True)
+class Block:
+    """Pages ``first``..``last`` for one worker; the last block reads on while pages are full."""
+
+    first: int
+    last: int
+    open_ended: bool
 
 
-def fetch_page(
-    client: RackwaveClient,
-    reader: PageReader,
-    path: str,
-    number: int,
-    per_page: int,
-    filters: Optional[Mapping[str, str]] = None,
-) -> Page:
-    """Fetches, decodes and validates page ``number``."""
-    params: Dict[str, Any] = {"page": number, "per_page": per_page, **(filters or {})}
-    body = client.get(path, params, decode=reader.decode)
-    return reader.page(client.base_url + path, number, body)
+def plan_blocks(first: int, last: int, workers: int, min_pages: int = S.MIN_BLOCK_PAGES) -> List[Block]:
+    """Splits pages ``first``..``last`` into at most ``workers`` contiguous blocks of at least
+    ``min_pages`` pages (fewer seams, each a possible re-read under churn)."""
+    pages = max(0, last - first + 1)
+    count_ = max(1, min(workers, pages // max(1, min_pages)))
+    size, rest = divmod(pages, count_)
+    blocks: List[Block] = []
+    start = first
+    for index in range(count_):
+        end = start + size + (1 if index < rest else 0) - 1
+        blocks.append(Block(start, max(start, end), open_ended=index == count_ - 1))
+        start = end + 1
+    return blocks
 
 
-def iter_pages(
-    client: RackwaveClient,
-    reader: PageReader,
-    path: str,
-    per_page: int,
-    filters: Optional[Mapping[str, str]] = None,
-) -> Iterator[Page]:
-    """Yields pages from 1 until ``meta.last_page`` or an empty page; the caller may stop early."""
-    number = 1
+def sequential_pass(endpoint: ListEndpoint, start: int = 1) -> Iterator[Page]:
+    """Pages ``start``, ``start + 1``, ... until a short or empty page; the caller may stop early."""
+    number = start
     while True:
-        page = fetch_page(client, reader, path, number, per_page, filters)
+        page = endpoint.page(number)
         yield page
-        if not page.records.num_rows or number >= page.last_page:
+        if page.size < endpoint.per_page:
             return
         number += 1
 
 
-def fetch_pages(
-    client: RackwaveClient,
-    reader: PageReader,
-    path: str,
-    numbers: Sequence[int],
-    per_page: int,
-    filters: Optional[Mapping[str, str]] = None,
-) -> List[Page]:
-    """Fetches consecutive pages one after another, then decodes them together.
-
-    A body that turns out not to be JSON (e.g. cut short) is fetched again through
-    :func:`fetch_page`, with the client's retries.
-    """
-    bodies = [
-        client.get(path, {"page": n, "per_page": per_page, **(filters or {})}, decode=bytes)
-        for n in numbers
-    ]
-    pages = reader.pages(client.base_url + path, numbers, bodies)
-    return [
-        page if page is not None else fetch_page(client, reader, path, n, per_page, filters)
-        for n, page in zip(numbers, pages)
-    ]
+_Item = Union[List[Page], BaseException, None]
 
 
-def iter_pages_concurrent(
-    client: RackwaveClient,
-    reader: PageReader,
-    path: str,
-    per_page: int,
-    filters: Optional[Mapping[str, str]] = None,
-    concurrency: int = 8,
-    pages_per_read: int = S.PAGES_PER_READ,
+def concurrent_pass(
+    endpoint: ListEndpoint, first: Page, concurrency: int,
+    stop_below_us: Optional[int] = None, pages_per_read: int = S.PAGES_PER_READ,
 ) -> Iterator[Page]:
-    """Yields every page in order, fetching up to ``concurrency`` of them at a time.
+    """Every page after ``first`` (page 1), read by up to ``concurrency`` workers in blocks.
 
-    Each worker takes up to ``pages_per_read`` consecutive pages (see :func:`fetch_pages`). Pages are
-    yielded in page order, so callers see the same sequence as :func:`iter_pages`, and memory
-    holds at most ``concurrency + 2`` such runs of pages. If records are created meanwhile, a
-    later page reports a larger ``last_page`` and the scan follows it; if records are deleted,
-    it stops at the first empty page. Closing the generator (an early stop) cancels what was not
-    sent yet.
+    Yields pages as runs of them arrive. At most ``2 * concurrency`` runs wait for the
+    caller, so memory stays bounded whatever the account's size. A worker stops early once its
+    pages reach below ``stop_below_us`` (``start_date``). Closing the generator (an early stop or
+    an error) stops the workers before their next request.
     """
-    if concurrency <= 1:
-        yield from iter_pages(client, reader, path, per_page, filters)
+    if first.size < endpoint.per_page:
         return
-    first = fetch_page(client, reader, path, 1, per_page, filters)
-    yield first
-    if not first.records.num_rows or first.last_page <= 1:
-        return
-    target = first.last_page
-    window = concurrency + 2
-    pending: Deque["Future[List[Page]]"] = deque()
-    next_submit = 2
-    with ThreadPoolExecutor(concurrency, thread_name_prefix=f"rackwave-{reader.resource}") as pool:
+    blocks = plan_blocks(2, max(2, first.last_page), max(1, concurrency))
+    out: "queue.Queue[_Item]" = queue.Queue(maxsize=2 * max(1, concurrency))
+    stop = threading.Event()
+
+    def put(item: _Item) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work(block: Block) -> None:
+        number = block.first
         try:
-            while pending or next_submit <= target:
-                while next_submit <= target and len(pending) < window:
-                    # fewer pages per read when there are too few to keep every worker busy
-                    size = max(1, min(pages_per_read, (target - next_submit + 1) // concurrency))
-                    numbers = range(next_submit, min(next_submit + size, target + 1))
-                    pending.append(pool.submit(
-                        fetch_pages, client, reader, path, numbers, per_page, filters
-                    ))
-                    next_submit = numbers[-1] + 1
-                for page in pending.popleft().result():
-                    yield page
-                    if not page.records.num_rows:
-                        return
-                    target = max(target, page.last_page)
+            while not stop.is_set():
+                end = block.last if not block.open_ended or number <= block.last else number
+                size = max(1, min(pages_per_read, end - number + 1))
+                run = endpoint.run(range(number, number + size))
+                put(run)
+                if any(page.size < endpoint.per_page for page in run):
+                    return
+                if stop_below_us is not None and run[-1].created_us[-1] < stop_below_us:  # type: ignore[operator]
+                    return
+                number += size
+                if number > block.last and not block.open_ended:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put(exc)
         finally:
-            for future in pending:
-                future.cancel()
+            put(None)
+
+    pool = ThreadPoolExecutor(len(blocks), thread_name_prefix=f"rackwave-{endpoint.resource}")
+    try:
+        for block in blocks:
+            pool.submit(work, block)
+        running = len(blocks)
+        while running:
+            item = out.get()
+            if item is None:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield from item
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def page_of(position: int, per_page: int) -> int:
+    """The page number holding 0-based list ``position``."""
+    return max(1, position // per_page + 1)

@@ -1,8 +1,13 @@
-"""The ``leads`` and ``contacts`` resources: one generic list reader, two declarations."""
+"""A dlt resource per entry of ``settings.RESOURCES``: one generic read, in a short loop.
+
+The loop, in the order a run does it: plan the run from the state (``scan_run.py``); make the
+table exist with its columns; read the pages, new records only (``scan.py``); after a full scan,
+settle the records it did not see (``deletions.py``); record the run in the state.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator
 
 import dlt
 import pyarrow as pa
@@ -10,90 +15,95 @@ import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
 from . import settings as S
+from .arrow_shape import ArrowBatch, empty_table
 from .client import RackwaveClient
-from .config import RackwaveSettings
-from .deletions import DELETED_AT, DELETED_AT_COLUMN, missing_rows
-from .gaps import GapWatch, recover
-from .incremental import STATE_LAST_RUN, RowFilter, plan_scan, remember, utc_now
-from .paging import iter_pages, iter_pages_concurrent
-from .records import QUARANTINE_TABLE, ArrowBatch, PageReader
-from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, QUARANTINE_COLUMNS, TColumns
+from .decode import PageReader
+from .deletions import DELETED_AT, DELETED_AT_COLUMN, DeletionCounts, reconcile
+from .endpoint import ListEndpoint
+from .options import ValidatedOptions
+from .quarantine import QUARANTINE_TABLE, quarantine_item
+from .scan import Scan
+from .scan_run import ScanRun
+from .schema import QUARANTINE_COLUMNS
 
 
-def read_records(
-    client: RackwaveClient,
-    resource: str,
-    path: str,
-    config: RackwaveSettings,
-    columns: TColumns,
-    filters: Optional[Mapping[str, str]] = None,
-) -> Iterator[Any]:
-    """Yields one Arrow table per page: every record on a full scan, new ones on an incremental run.
+def read_records(spec: S.ResourceSpec, client: RackwaveClient,
+                 options: ValidatedOptions) -> Iterator[Any]:
+    """Yields Arrow tables: every record on a full scan, new ones on an incremental run.
 
-    The first yield carries the write disposition of this run: ``replace`` for a full scan (so
-    records deleted from the API leave the table, or, with ``deleted_records = "flag"``, come
-    back flagged), ``merge`` otherwise. It is yielded even when the
-    API has no records, so that a full scan of an emptied account empties the table, and a new
-    account's tables exist (with every declared column) before its first record.
+    The first item carries the run's write disposition: ``replace`` for a full scan (so records
+    deleted from the API leave the table, or come back flagged), ``merge`` otherwise. A run that
+    finds no record yields an empty table instead, so that a full scan of an emptied account
+    empties the table, and a new account's tables exist, with their columns, before their first
+    record (an Arrow table: see ``arrow_shape.empty_table``).
     """
-    state = dlt.current.resource_state()
-    started_at = utc_now()
-    plan = plan_scan(state, config, started_at)
-    rows = RowFilter(resource, plan.since)
-    flagging = config.deleted_records == "flag"
-    hints = dlt.mark.make_hints(
-        write_disposition="replace" if plan.full_scan else "merge",
-        columns=DELETED_AT_COLUMN if flagging else None,
-    )
-    # materialize_table_schema: the table exists with its declared columns even while empty.
-    yield dlt.mark.with_hints(dlt.mark.materialize_table_schema(), hints)
-    pages = 0
-    http_before = client.stats(path)
-    reader = PageReader(resource, columns, quarantine=config.bad_records == "quarantine",
-                        known_types=_destination_types(resource))
-    quarantined = 0
-    if plan.full_scan:
-        page_source = iter_pages_concurrent(
-            client, reader, path, config.per_page, filters, config.concurrency
-        )
-    else:  # newest first: read one page at a time and stop as soon as the cursor is passed
-        page_source = iter_pages(client, reader, path, config.per_page, filters)
-    batch = ArrowBatch()
-    watch = GapWatch()
-    for page in page_source:
-        pages += 1
-        watch.page(page)
-        if page.rejected:
-            quarantined += len(page.rejected)
-            yield _to_quarantine(page.rejected, started_at)
-        kept, ids = rows.accept(page)
-        if kept.num_rows:
-            watch.keep(ids)
-            table = batch.add(kept)
-            if table is not None:
-                yield table
-        if rows.reached_bound:
-            break
-    since_us = None if plan.since is None else int(plan.since.timestamp() * 1_000_000)
-    for found in recover(client, reader, path, config.per_page, filters, watch, since_us):
-        pages += 1
-        rows.recovered += found.num_rows
-        table = batch.add(found)
-        if table is not None:
-            yield table
-    table = batch.flush()
-    if table is not None:
-        yield table
+    run = ScanRun(dlt.current.resource_state(), options)
+    flag = options.deleted_records == "flag"
+    extra = DELETED_AT_COLUMN if flag else None
+    # The run's hints travel on an empty list: a table item would lose them to a map that
+    # re-wraps it with hints of its own (e.g. Postgres' JSON-as-text).
+    yield dlt.mark.with_hints(
+        [], dlt.mark.make_hints(write_disposition=run.write_disposition, columns=extra))  # type: ignore[arg-type]
+    endpoint = _endpoint(spec, client, options)
+    http_before = client.stats(spec.path)
+    scan = Scan(endpoint, run.plan, options.concurrency)
+    batch = _Batches()
+    for kept in scan.pages():
+        if kept.rejected:
+            yield quarantine_item(kept.rejected, run.started_at)
+        yield from batch.add(kept.records)
+    deletions = DeletionCounts()
     flagged = 0
-    if flagging and plan.full_scan:
-        when = pa.scalar(started_at, pa.timestamp("us", tz="UTC"))
-        for table in missing_rows(resource, watch.kept_sorted(), started_at):
-            flagged += pc.sum(pc.equal(table.column(DELETED_AT), when)).as_py() or 0
-            yield table
-    http_after = client.stats(path)
-    http = {key: http_after[key] - http_before[key] for key in http_after}
-    remember(state, plan, rows, started_at, pages, http, flagged)
-    state[STATE_LAST_RUN]["quarantined"] = quarantined
+    if run.plan.full_scan:
+        for table in reconcile(endpoint, scan, spec.lookup_fields, flag, run.started_at,
+                               deletions):
+            flagged += _newly_flagged(table, run)
+            yield from batch.add(table)
+    yield from batch.flush(empty_table(spec.columns, extra))
+    http_after = client.stats(spec.path)
+    run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after}, flagged)
+
+
+class _Batches:
+    """Page tables gathered into dlt items (``ArrowBatch``); a run with no record at all yields
+    one empty table, so the table exists with its columns (or a full scan empties it)."""
+
+    def __init__(self) -> None:
+        self._batch = ArrowBatch()
+        self._yielded = False
+
+    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+        if table.num_rows:
+            full = self._batch.add(table)
+            if full is not None:
+                self._yielded = True
+                yield full
+
+    def flush(self, empty: pa.Table) -> Iterator[pa.Table]:
+        rest = self._batch.flush()
+        if rest is not None:
+            yield rest
+        elif not self._yielded:
+            yield empty
+
+
+def _endpoint(spec: S.ResourceSpec, client: RackwaveClient,
+              options: ValidatedOptions) -> ListEndpoint:
+    filters: Dict[str, str] = {}
+    for option, parameter in spec.filters:
+        value = getattr(options, option)
+        if value:
+            filters[parameter] = str(value)
+    reader = PageReader(spec.name, spec.columns, quarantine=options.bad_records == "quarantine",
+                        known_types=_destination_types(spec.name))
+    return ListEndpoint(client, spec.path, reader, options.per_page, filters)
+
+
+def _newly_flagged(table: Any, run: ScanRun) -> int:
+    if DELETED_AT not in table.column_names:
+        return 0
+    when = pa.scalar(run.started_at, pa.timestamp("us", tz="UTC"))
+    return int(pc.sum(pc.equal(table.column(DELETED_AT), when)).as_py() or 0)
 
 
 def _destination_types(table: str) -> Dict[str, str]:
@@ -107,42 +117,16 @@ def _destination_types(table: str) -> Dict[str, str]:
     return {name: str(c["data_type"]) for name, c in columns.items() if c.get("data_type")}
 
 
-def _to_quarantine(rows: List[Dict[str, Any]], when: Any) -> Any:
-    """Rejected records go to their own append-only table, beside the resource's."""
-    for row in rows:
-        row["quarantined_at"] = when
-    return dlt.mark.with_hints(
-        rows, dlt.mark.make_hints(table_name=QUARANTINE_TABLE), create_table_variant=True
-    )
-
-
-def _resource(
-    client: RackwaveClient,
-    name: str,
-    path: str,
-    columns: TColumns,
-    config: RackwaveSettings,
-    filters: Optional[Dict[str, str]] = None,
-) -> DltResource:
-    resource = dlt.resource(read_records(client, name, path, config, columns, filters), name=name)
+def make_resource(spec: S.ResourceSpec, client: RackwaveClient,
+                  options: ValidatedOptions) -> DltResource:
+    """The dlt resource of one declared resource, merged on ``id``."""
+    resource = dlt.resource(read_records(spec, client, options), name=spec.name)
     # The quarantine table is a variant of the resource's table. A variant starts as a copy of the
     # resource's hints at the time it is made, so it is made first, while they are still empty:
     # it must not inherit the resource's columns, primary key or merge.
     resource.apply_hints(table_name=QUARANTINE_TABLE, create_table_variant=True,
                          write_disposition="append", columns=QUARANTINE_COLUMNS)
-    resource.apply_hints(primary_key=S.PRIMARY_KEY, write_disposition="merge", columns=columns)
+    resource.apply_hints(primary_key=S.PRIMARY_KEY, write_disposition="merge",
+                         columns=spec.columns)
     return resource
 
-
-def leads_resource(client: RackwaveClient, config: RackwaveSettings) -> DltResource:
-    """Leads, optionally narrowed by the API's own ``status`` and ``search`` filters."""
-    filters: Dict[str, str] = {}
-    if config.lead_status:
-        filters["status"] = config.lead_status
-    if config.lead_search:
-        filters["search"] = config.lead_search
-    return _resource(client, "leads", S.LEADS_PATH, LEAD_COLUMNS, config, filters)
-
-
-def contacts_resource(client: RackwaveClient, config: RackwaveSettings) -> DltResource:
-    return _resource(client, "contacts", S.CONTACTS_PATH, CONTACT_COLUMNS, config)

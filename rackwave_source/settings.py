@@ -6,7 +6,10 @@ silent about are marked "assumed" and listed in the README, each one setting awa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Tuple
+
+from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
 
 SOURCE_NAME = "rackwave"
 
@@ -64,11 +67,26 @@ FROZEN_CONTRACT = {"tables": "evolve", "columns": "freeze", "data_type": "freeze
 # the benchmark (benchmarks/README.md); incremental runs stay sequential to stop early.
 DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 64
+# Each full-scan worker reads a contiguous block of at least this many pages, in order: fewer,
+# longer blocks mean fewer seams, the only neighbours a churning account makes us re-read.
+MIN_BLOCK_PAGES = 8
 # A full scan's worker fetches up to this many consecutive pages, then decodes them in one JSON
 # read and shapes them as one table: per-call overhead made decoding the largest CPU cost of a
 # 100-record page (~0.65 ms alone, ~0.25 ms when read 5 at a time). 8 measured best on the
 # benchmark (3: 3.5 s, 5: 3.2 s, 8: 3.0 s, 10: 3.0 s at 0 ms latency).
 PAGES_PER_READ = 8
+
+# Re-reads after a pass (coverage.py, rereads.py). A hole's re-read starts a few records above
+# where its upper edge should be now, walks at most MAX_REREAD_PAGES pages, and the holes still
+# open are walked again, MAX_REREAD_ROUNDS times at most, before the run gives up (ScanIncomplete).
+REREAD_SLACK = 2
+MAX_REREAD_PAGES = 20
+MAX_REREAD_ROUNDS = 8
+# Documented: the list endpoints' full-text search (name, email, company), used to confirm that a
+# record a full scan did not see is really gone. Assumed: contacts take it too. A lookup that
+# needs more than LOOKUP_MAX_PAGES pages of matches is inconclusive (the row is kept as loaded).
+SEARCH_PARAM = "search"
+LOOKUP_MAX_PAGES = 3
 
 # Rows per Arrow item handed to dlt (dlt's per-item overhead is ~10 ms; see records.ArrowBatch).
 ARROW_BATCH_ROWS = 20_000
@@ -83,3 +101,30 @@ DEFAULT_RETRY_AFTER_S = 1.0
 
 # Hosts that may be reached over plain HTTP (the sandbox, local tests). Anything else needs HTTPS.
 LOOPBACK_HOSTS: Tuple[str, ...] = ("localhost", "::1")
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """Everything that makes one resource: adding a resource is one entry here plus its columns.
+
+    ``filters``: (option of ``ValidatedOptions``, API query parameter) pairs passed on every page
+    request. ``lookup_fields``: search terms that can find one record (fields joined by a space),
+    tried in order to confirm a deletion.
+    """
+
+    name: str
+    path: str
+    columns: TColumns
+    filters: Tuple[Tuple[str, str], ...] = ()
+    lookup_fields: Tuple[Tuple[str, ...], ...] = ()
+
+
+RESOURCES: Tuple[ResourceSpec, ...] = (
+    ResourceSpec("leads", LEADS_PATH, LEAD_COLUMNS,
+                 filters=(("lead_status", "status"), ("lead_search", SEARCH_PARAM)),
+                 lookup_fields=(("email",), ("name",))),
+    # Assumed: contacts are searched on name, email and company like leads.
+    ResourceSpec("contacts", CONTACTS_PATH, CONTACT_COLUMNS,
+                 lookup_fields=(("email",), ("first_name", "last_name"))),
+)
+RESOURCE_NAMES: Tuple[str, ...] = tuple(spec.name for spec in RESOURCES)

@@ -9,8 +9,8 @@ from dlt.extract.resource import DltResource
 
 from . import settings as S
 from .client import RackwaveClient
-from .config import (
-    RackwaveSettings,
+from .options import (
+    ValidatedOptions,
     parse_duration,
     parse_timestamp,
     require_secret,
@@ -21,7 +21,7 @@ from .config import (
     validate_per_page,
     validate_rate,
 )
-from .resources import contacts_resource, leads_resource
+from .resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
 
@@ -79,7 +79,7 @@ def rackwave_source(
     every = None
     if full_scan_every is not None and str(full_scan_every).strip().lower() not in _NEVER:
         every = parse_duration("full_scan_every", full_scan_every)
-    config = RackwaveSettings(
+    config = ValidatedOptions(
         base_url=resolve_base_url(environment, base_url),
         per_page=validate_per_page(per_page),
         start_date=parse_timestamp("start_date", start_date),
@@ -109,7 +109,7 @@ def rackwave_source(
         ca_bundle=config.ca_bundle,
     )
     contract = validate_choice("schema_contract", schema_contract, S.SCHEMA_CONTRACTS)
-    resources = (leads_resource(client, config), contacts_resource(client, config))
+    resources = tuple(make_resource(spec, client, config) for spec in S.RESOURCES)
     if contract == "freeze":
         for resource in resources:
             resource.apply_hints(schema_contract=S.FROZEN_CONTRACT)  # type: ignore[arg-type]

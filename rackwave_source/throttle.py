@@ -14,13 +14,16 @@ Rackwave documents 429 + Retry-After but no quota. The throttle therefore:
   estimate; setting ``max_requests_per_second`` avoids the slow climb.)
 
 With no 429 and no configured quota it does nothing at all: concurrency alone bounds the load.
+
+Time is read through ``clock`` and waited out through ``sleep`` (``time.monotonic`` and
+``time.sleep`` unless given), so tests can drive it with a fake clock.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 
 class Throttle:
@@ -31,15 +34,19 @@ class Throttle:
         max_requests_per_second: Optional[float] = None,
         growth_per_second: float = 0.01,
         min_rate: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.max_rate = max_requests_per_second
         self.rate: Optional[float] = max_requests_per_second
         self.growth = growth_per_second
         self.min_rate = min_rate
+        self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._paused_until = 0.0
         self._next_slot = 0.0
-        self._last_change = time.monotonic()
+        self._last_change = clock()
         self._window_start: Optional[float] = None  # set by the first request
         self._window_ok = 0
         self._last_signal = float("-inf")
@@ -48,16 +55,16 @@ class Throttle:
     def acquire(self) -> float:
         """Blocks until this worker may send its next request; returns the send time."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._grow(now)
             start = max(now, self._paused_until, self._next_slot)
             if self._window_start is None:
                 self._window_start = start
             if self.rate:
                 self._next_slot = start + 1.0 / self.rate
-        delay = start - time.monotonic()
+        delay = start - self._clock()
         if delay > 0:
-            time.sleep(delay)
+            self._sleep(delay)
         return start
 
     def _grow(self, now: float) -> None:
@@ -80,7 +87,7 @@ class Throttle:
         pause but are no new evidence, so they do not lower the rate again.
         """
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self.rate_limited += 1
             self._paused_until = max(self._paused_until, now + retry_after)
             self._next_slot = max(self._next_slot, self._paused_until)

@@ -6,7 +6,7 @@ import pytest
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from rackwave_source import ConfigurationError, rackwave_source
-from rackwave_source.config import resolve_base_url
+from rackwave_source.options import resolve_base_url
 from support import sandbox_ids
 
 

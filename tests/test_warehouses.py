@@ -14,33 +14,9 @@ from typing import Any, Dict
 import pytest
 
 from rackwave_source import ConfigurationError
-from support import FIELDS, Loader, api_value, sandbox_ids
+from support import FIELDS, Loader, _loaded_value, api_value, assert_equals_api, sandbox_ids
 from warehouses import DeltaWarehouse, DuckDBWarehouse, ParquetWarehouse, PostgresWarehouse
 
-
-
-def _loaded_value(name: str, value: Any) -> Any:
-    if name == "tags" and isinstance(value, str):
-        return json.loads(value)  # DuckDB returns its JSON type as text
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc)
-    return value
-
-
-def assert_equals_api(loader: Loader, server: Any) -> None:
-    """Every table holds exactly the API's records: no id missing, extra or doubled, same values."""
-    for kind, fields in FIELDS.items():
-        want = {r["id"]: tuple(api_value(r, f) for f in fields)
-                for r in server.admin.records(kind)}
-        rows = loader.query(f"SELECT id, {', '.join(fields)} FROM rackwave.{kind}")
-        ids = [row[0] for row in rows]
-        assert len(ids) == len(set(ids)), f"{kind}: ids loaded more than once"
-        got = {row[0]: tuple(_loaded_value(f, v) for f, v in zip(fields, row[1:])) for row in rows}
-        assert set(got) == set(want), (
-            f"{kind}: missing {sorted(set(want) - set(got))[:3]}, extra "
-            f"{sorted(set(got) - set(want))[:3]}")
-        stale = [i for i in sorted(want) if got[i] != want[i]]
-        assert not stale, f"{kind}: {stale[0]} is {got[stale[0]]}, the API says {want[stale[0]]}"
 
 
 def test_first_load_holds_exactly_the_api_records(sandbox, make_loader, warehouse):

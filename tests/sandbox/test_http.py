@@ -93,4 +93,4 @@ def test_request_counters(api: requests.Session, sandbox: RunningServer) -> None
     assert sandbox.admin.requests("GET /v1/leads") == 6
     assert sandbox.admin.requests("POST /v1/auth/token") == 0
     sandbox.admin.reset_stats()
-    assert sandbox.admin.stats() == {"requests": {}, "statuses": {}, "pages": {}, "total": 0}
+    assert sandbox.admin.stats() == {"requests": {}, "statuses": {}, "pages": {}, "churn": {}, "total": 0}

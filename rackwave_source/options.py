@@ -1,4 +1,6 @@
-"""Validation of user settings into one immutable :class:`RackwaveSettings`.
+"""The user's settings, validated into one immutable :class:`ValidatedOptions`.
+
+(``settings.py`` holds the connector's own literals; this module holds what the user chose.)
 
 Every check here runs before the first request is sent, so a typo in ``config.toml`` costs a clear
 message and no API call. Each error names the setting, what is wrong, and the accepted values.
@@ -22,8 +24,8 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
-class RackwaveSettings:
-    """Validated, non-secret settings of one source instance."""
+class ValidatedOptions:
+    """What the user chose for one source instance, validated (secrets excluded)."""
 
     base_url: str
     per_page: int

@@ -1,0 +1,204 @@
+"""What a scan has seen, as key ranges: which records are repeats, and where some may be missing.
+
+The API lists records newest first (``created_at`` descending) by page number, so a page is a
+window of positions in a list that changes while we page: a record created at the top shifts
+every later record down one position, a deletion shifts every record below it up one. A page
+still tells exactly one thing for sure: at the moment it was served, every record whose
+``created_at`` lies strictly between its last and its first record was on it (a page 1 also holds
+everything above; a short page everything below). That is a *certified range*. Records that exist
+for the whole scan can only be missed where certified ranges leave a hole: this module finds the
+holes, and re-reads (``rereads.py``) close them.
+
+Ranges join in three ways:
+
+* **They overlap** in ``created_at`` (or touch at one timestamp and share a record there: pages end
+  inside a group of records created in the same second, whose order is assumed stable).
+* **Counts prove it.** For pages ``p`` and ``p+1`` where ``p`` was answered before ``p+1`` was asked
+  for, the records that slid from ``p+1``'s window into ``p``'s in between are at most the
+  deletions above them minus the creations (creations happen at the top), and that is at most the
+  drop of ``meta.total`` between the two answers. No drop, nothing missed, however much the
+  account churned in between. Pages fetched concurrently or out of order have no such bound
+  (creations balanced by deletions below them hide a loss from the total): they must overlap or
+  be re-read.
+* **A quiet scan proves it for every pair** (:meth:`Coverage.quiet`): page 1 unchanged at the end
+  of the scan, the same total on every page and no page overlapping its neighbour mean nothing was
+  created or deleted while the scan paged (a shift that hides a record needs an earlier shift the
+  other way, which shows as an overlap).
+
+Repeats (records a shifted page showed again) are recognised the same way: a record is a repeat
+when an earlier page's listed range held its ``created_at`` strictly inside, or held it at an edge
+together with its id. Memory is one range per page, not one entry per record.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Set, Tuple
+
+from .decode import Page
+
+NEG_INF = -(1 << 62)
+POS_INF = 1 << 62
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One page as one moment's certified range of ``created_at`` (microseconds, UTC)."""
+
+    number: int
+    lo: int  # NEG_INF: the page lists the end of the list
+    hi: int  # POS_INF: the page lists the top of the list
+    lo_ids: frozenset  # ids listed at ``lo`` (the page's last timestamp)
+    hi_ids: frozenset  # ids listed at ``hi`` (the page's first timestamp)
+    total: int
+    size: int
+    sent_at: float
+    received_at: float
+
+    @classmethod
+    def of(cls, page: Page, per_page: int) -> "Observation":
+        ts, ids = page.created_us, page.ids
+        if not ts:  # empty (or every record quarantined: nothing to anchor a range)
+            hi = POS_INF if page.number == 1 else NEG_INF
+            return cls(page.number, NEG_INF, hi, frozenset(), frozenset(), page.total, 0,
+                       page.sent_at, page.received_at)
+        first, last = int(ts[0]), int(ts[-1])  # type: ignore[arg-type]
+        return cls(
+            number=page.number,
+            lo=NEG_INF if page.size < per_page else last,
+            hi=POS_INF if page.number == 1 else first,
+            lo_ids=frozenset(i for t, i in zip(ts, ids) if t == last),
+            hi_ids=frozenset(i for t, i in zip(ts, ids) if t == first),
+            total=page.total, size=len(ts), sent_at=page.sent_at,
+            received_at=page.received_at,
+        )
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Records with ``lo <= created_at <= hi`` may be missing; ``above`` is the observation whose
+    certified range ends at ``hi`` (where a re-read starts looking)."""
+
+    lo: int
+    hi: int
+    above: Optional[Observation]
+
+
+def pairs_proven_by_counts(observations: Iterable[Observation]) -> List[Tuple[Observation, Observation]]:
+    """Pages ``p`` and ``p + 1`` where ``p`` was answered before ``p + 1`` was asked for and the
+    total did not drop in between: nothing can have slid past both."""
+    by_number: Dict[int, List[Observation]] = {}
+    for obs in observations:
+        by_number.setdefault(obs.number, []).append(obs)
+    proven = []
+    for number, uppers in by_number.items():
+        for upper in uppers:
+            for lower in by_number.get(number + 1, ()):
+                if upper.received_at <= lower.sent_at and lower.total >= upper.total:
+                    proven.append((upper, lower))
+    return proven
+
+
+def join_range(upper: Observation, lower: Observation) -> Tuple[int, int]:
+    """The closed range between two pages, as an open range (``lo - 1``, ``hi + 1``)."""
+    hi = upper.lo if upper.size else upper.hi
+    lo = lower.hi if lower.size else NEG_INF
+    return max(NEG_INF, lo - 1), min(POS_INF, hi + 1)
+
+
+@dataclass
+class Coverage:
+    """Every page a scan saw: repeats filtered out, holes found."""
+
+    per_page: int
+    observations: List[Observation] = field(default_factory=list)
+    extra_joins: List[Tuple[int, int]] = field(default_factory=list)
+    # listed ranges, for repeats: merged open intervals, and the ids listed at each edge timestamp
+    _starts: List[int] = field(default_factory=list)
+    _ends: List[int] = field(default_factory=list)
+    _edge_ids: Dict[int, Set[str]] = field(default_factory=dict)
+
+    def add(self, page: Page) -> List[bool]:
+        """Records the page; returns, per record, whether it is new to this scan."""
+        fresh = self._fresh(page)
+        self.observations.append(Observation.of(page, self.per_page))
+        ts = page.created_us
+        if ts:
+            first, last = int(ts[0]), int(ts[-1])  # type: ignore[arg-type]
+            for t, record_id in zip(ts, page.ids):
+                if t == first or t == last:
+                    self._edge_ids.setdefault(int(t), set()).add(str(record_id))  # type: ignore[arg-type]
+            if last < first:
+                self._add_open(last, first)
+        return fresh
+
+    def _fresh(self, page: Page) -> List[bool]:
+        ts = page.created_us
+        if not ts:
+            return []
+        first, last = int(ts[0]), int(ts[-1])  # type: ignore[arg-type]
+        index = bisect_right(self._starts, first) - 1  # last open interval starting <= first
+        inside = index >= 0 and self._ends[index] > last  # the page meets the merged intervals
+        edges = self._edge_ids
+        out = []
+        for t, record_id in zip(ts, page.ids):
+            seen = t in edges and record_id in edges[t]  # type: ignore[operator]
+            if not seen and inside:
+                seen = self._inside(int(t))  # type: ignore[arg-type]
+            out.append(not seen)
+        return out
+
+    def _inside(self, t: int) -> bool:
+        index = bisect_left(self._starts, t) - 1  # last interval starting strictly below t
+        return index >= 0 and self._ends[index] > t
+
+    def _add_open(self, lo: int, hi: int) -> None:
+        """Adds the open interval (lo, hi), merging the ones it overlaps (touching ones stay
+        apart: their shared point is not inside either)."""
+        left = bisect_left(self._ends, lo + 1)  # first interval ending after lo
+        right = bisect_left(self._starts, hi)  # intervals starting before hi
+        if left < right:
+            lo = min(lo, self._starts[left])
+            hi = max(hi, self._ends[right - 1])
+        self._starts[left:right] = [lo]
+        self._ends[left:right] = [hi]
+
+    def join(self, lo: int, hi: int) -> None:
+        """Declares the open range (lo, hi) complete (e.g. pages a quiet scan proved joined)."""
+        self.extra_joins.append((lo, hi))
+
+    def gaps(self, since: Optional[int] = None) -> List[Gap]:
+        """Ranges no page, no count and no declared join vouches for, from the top down to
+        ``since`` (microseconds; None: the bottom of the list)."""
+        ranges: List[Tuple[int, int, frozenset, frozenset, Optional[Observation]]] = []
+        for obs in self.observations:
+            if obs.size or obs.number == 1:
+                ranges.append((obs.lo, obs.hi, obs.lo_ids, obs.hi_ids, obs))
+        for upper, lower in pairs_proven_by_counts(self.observations):
+            lo, hi = join_range(upper, lower)
+            ranges.append((lo, hi, frozenset(), frozenset(), None))
+        for lo, hi in self.extra_joins:
+            ranges.append((lo, hi, frozenset(), frozenset(), None))
+        ranges.sort(key=lambda r: (-r[1], r[0]))
+        floor = NEG_INF if since is None else since
+        covered, covered_ids = POS_INF, frozenset()  # (covered, +inf) is complete so far
+        above: Optional[Observation] = None
+        found: List[Gap] = []
+        for lo, hi, lo_ids, hi_ids, obs in ranges:
+            if covered <= floor:
+                break
+            if lo >= covered:
+                if lo == covered:
+                    covered_ids = covered_ids | lo_ids
+                continue
+            joined = hi >= POS_INF or hi > covered or (hi == covered and bool(hi_ids & covered_ids))
+            if not joined:
+                found.append(Gap(max(hi, floor), covered, above))
+            covered_ids = lo_ids
+            covered = lo
+            if obs is not None:
+                above = obs
+        if covered > floor:
+            found.append(Gap(floor, covered, above))
+        return found

@@ -1,0 +1,107 @@
+"""One list endpoint of the API (``/leads``, ``/contacts``): the only place that asks for pages.
+
+It owns what every request of one resource shares (the client, the path, the page size, the
+filters and the page reader) and offers three ways to read: one page, a run of consecutive pages
+asked for one after another (decoded together), and a lookup of one record through the API's
+``search`` parameter. Every page comes back checked (:func:`decode.check_page`) and stamped with
+when it was asked for and answered, which the scan's coverage arithmetic needs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import pyarrow as pa
+
+from . import settings as S
+from .client import RackwaveClient
+from .decode import Page, PageReader, check_page
+
+
+class ListEndpoint:
+    """Pages of one resource, read with one page size and one set of filters."""
+
+    def __init__(
+        self,
+        client: RackwaveClient,
+        path: str,
+        reader: PageReader,
+        per_page: int,
+        filters: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.reader = reader
+        self.per_page = per_page
+        self.filters: Dict[str, str] = dict(filters or {})
+        self.url = client.base_url + path
+
+    @property
+    def resource(self) -> str:
+        return self.reader.resource
+
+    def _params(self, number: int, extra: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+        return {"page": number, "per_page": self.per_page, **self.filters, **(extra or {})}
+
+    def page(self, number: int, extra: Optional[Mapping[str, str]] = None) -> Page:
+        """Fetches, decodes and checks page ``number`` (``extra``: more query parameters)."""
+        sent = time.monotonic()
+        body = self.client.get(self.path, self._params(number, extra), decode=self.reader.decode)
+        received = time.monotonic()
+        page = check_page(self.resource, self.reader.page(self.url, number, body))
+        page.sent_at, page.received_at = sent, received
+        return page
+
+    def run(self, numbers: Sequence[int]) -> List[Page]:
+        """Fetches consecutive pages one after another (each asked for only once the one before
+        it was answered), then decodes them together.
+
+        A body that turns out not to be JSON (e.g. cut short) is fetched again through
+        :meth:`page`, with the client's retries.
+        """
+        bodies: List[bytes] = []
+        times: List[tuple] = []
+        for number in numbers:
+            sent = time.monotonic()
+            bodies.append(self.client.get(self.path, self._params(number), decode=bytes))
+            times.append((sent, time.monotonic()))
+        decoded = self.reader.pages(self.url, numbers, bodies)
+        pages: List[Page] = []
+        for number, page, (sent, received) in zip(numbers, decoded, times):
+            if page is None:
+                pages.append(self.page(number))
+                continue
+            page.sent_at, page.received_at = sent, received
+            pages.append(check_page(self.resource, page))
+        return pages
+
+    def lookup(self, record_id: str, terms: Sequence[str]) -> Optional[pa.Table]:
+        """Looks one record up by each search term; its current row if the API still has it.
+
+        Returns None only when every term was searched to its last page without finding the id:
+        the record is gone. Raises :class:`LookupInconclusive` when no term can tell (none given,
+        or more matches than :data:`settings.LOOKUP_MAX_PAGES` pages).
+        """
+        if not terms:
+            raise LookupInconclusive(record_id, "it has no field the API's search matches")
+        for term in terms:
+            number = 1
+            while True:
+                page = self.page(number, {S.SEARCH_PARAM: term})
+                if record_id in page.ids:
+                    return page.records.slice(page.ids.index(record_id), 1)
+                if page.size < self.per_page:
+                    break
+                number += 1
+                if number > S.LOOKUP_MAX_PAGES:
+                    raise LookupInconclusive(record_id, f"{term!r} matches too many records")
+        return None
+
+
+class LookupInconclusive(Exception):
+    """A record could not be looked up, so whether it was deleted stays unknown."""
+
+    def __init__(self, record_id: str, why: str) -> None:
+        super().__init__(f"{record_id}: {why}")
+        self.record_id = record_id

@@ -1,0 +1,213 @@
+"""One run's read of one resource: a main pass, then the re-reads that make it exact.
+
+* **Main pass.** An incremental run reads page after page from the top until it passes its
+  cursor bound. A full scan reads page 1, then every other page on many workers (``paging.py``).
+* **Top.** After a full scan, page 1 is read again (and on, if more than a page was created):
+  records created while the scan paged are loaded now rather than at the next run, and an
+  unchanged page 1 is half of the proof that the scan was quiet (``coverage.py``).
+* **Holes.** Where the coverage finds a ``created_at`` range no page vouches for, it is read again
+  (``rereads.py``), until none is left or the account keeps changing faster than a few walks can
+  follow (:class:`ScanIncomplete`: nothing is loaded, the next run tries again).
+
+On a quiet account that costs one request more than the pages themselves (two when the last page
+is exactly full); under churn, a walk of a page or two per hole.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+import pyarrow as pa
+
+from . import settings as S
+from .coverage import Coverage, Observation, join_range, pairs_proven_by_counts
+from .cursor import ScanPlan
+from .decode import Page
+from .endpoint import ListEndpoint
+from .exceptions import ScanIncomplete
+from .paging import concurrent_pass, sequential_pass
+from .rereads import probe_top, walk_gap
+
+_MASK = (1 << 64) - 1
+
+
+def id_hash(record_id: Any) -> int:
+    """An id's 64-bit hash (stable within one process, which is all a run needs): a scan of a
+    million records remembers what it saw in 8 MB."""
+    return hash(record_id) & _MASK
+
+
+@dataclass
+class ScanCounts:
+    """What the read cost and found (the run record reports them)."""
+
+    pages: int = 0  # pages of the main pass
+    rereads: int = 0  # pages read again: the top after a full scan, and holes
+    rows: int = 0  # records kept
+    repeats: int = 0  # records a page showed again because pages shifted
+    recovered: int = 0  # records found by re-reading holes
+    holes: int = 0  # holes found after the main pass (each was read again)
+    quarantined: int = 0
+
+
+@dataclass
+class Kept:
+    """One page's contribution: the records it adds, and those set aside for quarantine."""
+
+    records: pa.Table
+    rejected: List[Dict[str, Any]] = field(default_factory=list)
+
+
+class Scan:
+    """Reads one resource for one run; iterate :meth:`pages`, then read the outcome."""
+
+    def __init__(self, endpoint: ListEndpoint, plan: ScanPlan, concurrency: int) -> None:
+        self.endpoint = endpoint
+        self.plan = plan
+        self.concurrency = concurrency
+        self.coverage = Coverage(endpoint.per_page)
+        self.counts = ScanCounts()
+        #: ids kept by a full scan, as 64-bit hashes (which warehouse rows the API still has)
+        self.seen: "array[int]" = array("Q")
+        #: a full scan during which nothing was created or deleted (proven, see coverage.py)
+        self.quiet = False
+        self.newest_us: Optional[int] = None
+        self.top_us: Optional[int] = None
+        self._since_us = plan.since_us
+        self._main: List[Observation] = []
+        self._first: Optional[Page] = None
+        self._quarantined: Set[str] = set()
+        self._main_repeats = 0
+
+    @property
+    def cursor_us(self) -> Optional[int]:
+        """The newest ``created_at`` the cursor may advance to: the newest record kept, but never
+        past the top of page 1 as last read (newer records were not looked for)."""
+        if self.newest_us is None or self.top_us is None:
+            return self.newest_us
+        return min(self.newest_us, self.top_us)
+
+    def pages(self) -> Iterator[Kept]:
+        """Every page's new records, the main pass first, then the re-reads."""
+        yield from self._main_pass()
+        if self.plan.full_scan:
+            yield from self._top()
+        yield from self._holes()
+
+    # -- the passes ------------------------------------------------------------------------------
+    def _main_pass(self) -> Iterator[Kept]:
+        since = self._since_us
+        if not self.plan.full_scan or self.concurrency <= 1:
+            for page in sequential_pass(self.endpoint):
+                yield self._take(page, main=True)
+                if since is not None and page.size and page.created_us[-1] < since:  # type: ignore[operator]
+                    return  # reached past the cursor bound: the rest is older
+            return
+        first = self.endpoint.page(1)
+        yield self._take(first, main=True)
+        for page in concurrent_pass(self.endpoint, first, self.concurrency, since):
+            yield self._take(page, main=True)
+
+    def _top(self) -> Iterator[Kept]:
+        first = self._first
+        assert first is not None
+        if len(self._main) == 1:  # the whole list on one page, read at one instant
+            self.quiet = True
+            return
+        walk: List[Page] = []
+        for page in probe_top(self.endpoint, first):
+            walk.append(page)
+            yield self._take(page, reread=True, top=True)
+        if self._walk_joined(walk):
+            self.top_us = walk[0].created_us[0] if walk[0].size else self.top_us  # type: ignore[assignment]
+        self.quiet = self._proven_quiet(walk[0])
+        if self.quiet:
+            for upper, lower in self._main_neighbours():
+                self.coverage.join(*join_range(upper, lower))
+
+    def _holes(self) -> Iterator[Kept]:
+        for _ in range(S.MAX_REREAD_ROUNDS):
+            holes = self.coverage.gaps(self._since_us)
+            if not holes:
+                return
+            self.counts.holes = self.counts.holes or len(holes)
+            latest = max(self.coverage.observations, key=lambda o: o.received_at).total
+            for hole in holes:
+                for page in walk_gap(self.endpoint, hole, latest):
+                    yield self._take(page, reread=True, recovering=True)
+        holes = self.coverage.gaps(self._since_us)
+        if holes:
+            raise ScanIncomplete(self.endpoint.resource, len(holes), S.MAX_REREAD_ROUNDS)
+
+    # -- one page --------------------------------------------------------------------------------
+    def _take(self, page: Page, main: bool = False, reread: bool = False,
+              recovering: bool = False, top: bool = False) -> Kept:
+        fresh = self.coverage.add(page)
+        if main:
+            self.counts.pages += 1
+            self._main.append(self.coverage.observations[-1])
+            if self._first is None:
+                self._first = page
+                self.top_us = page.created_us[0] if page.size else None  # type: ignore[assignment]
+        if reread:
+            self.counts.rereads += 1
+        since = self._since_us
+        keep = [f and (since is None or t >= since)  # type: ignore[operator]
+                for f, t in zip(fresh, page.created_us)]
+        if not top:  # page 1 read again repeats what it still holds by design
+            self.counts.repeats += fresh.count(False)
+        if main:
+            self._main_repeats += fresh.count(False)
+        records = page.records
+        kept = sum(keep)
+        if kept < len(keep):
+            records = records.filter(pa.array(keep, pa.bool_()))
+        if kept:
+            newest = max(t for t, k in zip(page.created_us, keep) if k)  # type: ignore[type-var]
+            if self.newest_us is None or newest > self.newest_us:  # type: ignore[operator]
+                self.newest_us = newest  # type: ignore[assignment]
+            if self.plan.full_scan:
+                self.seen.extend(id_hash(i) for i, k in zip(page.ids, keep) if k)
+        self.counts.rows += kept
+        if recovering:
+            self.counts.recovered += kept
+        return Kept(records, self._new_rejects(page.rejected))
+
+    def _new_rejects(self, rejected: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Quarantine rows not yet set aside by this run (a page read again repeats them)."""
+        out = []
+        for row in rejected:
+            key = row["record"]
+            if key not in self._quarantined:
+                self._quarantined.add(key)
+                out.append(row)
+        self.counts.quarantined += len(out)
+        return out
+
+    # -- what the pages prove --------------------------------------------------------------------
+    def _main_neighbours(self) -> List[Tuple[Observation, Observation]]:
+        by_number = {obs.number: obs for obs in self._main}
+        return [(obs, by_number[obs.number + 1]) for obs in self._main
+                if obs.number + 1 in by_number]
+
+    def _walk_joined(self, walk: List[Page]) -> bool:
+        """Whether the re-read of the top has no hole of its own (its pages joined in order)."""
+        observations = self.coverage.observations[-len(walk):]
+        proven = {(u.number, l.number) for u, l in pairs_proven_by_counts(observations)}
+        return all((n, n + 1) in proven for n in range(1, len(walk)))
+
+    def _proven_quiet(self, again: Page) -> bool:
+        """Nothing was created or deleted while the scan paged (coverage.py explains why these
+        facts prove it): page 1 is unchanged, every page had the same total, and no page
+        overlapped its neighbour."""
+        first = self._first
+        if first is None or again.ids != first.ids or again.total != first.total:
+            return False
+        if any(obs.total != first.total for obs in self._main):
+            return False
+        if self._main_repeats:
+            return False
+        return all(not (lower.size and upper.size and lower.hi > upper.lo)
+                   for upper, lower in self._main_neighbours())

@@ -1,0 +1,95 @@
+"""One run of one resource as the state remembers it: its plan, its counters, one typed record.
+
+dlt keeps the state in the destination with the data it belongs to, so what is written here at
+the end of a read is committed only with that load: a run that fails never advances the cursor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, MutableMapping, Optional
+
+from .cursor import (
+    STATE_CURSOR,
+    STATE_LAST_FULL_SCAN,
+    ScanPlan,
+    from_iso,
+    from_micros,
+    plan_scan,
+    to_iso,
+    utc_now,
+)
+from .deletions import DeletionCounts
+from .options import ValidatedOptions
+from .scan import Scan
+
+STATE_LAST_RUN = "last_run"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run of one resource did: ``state["last_run"]``, read by the summary."""
+
+    started_at: str
+    finished_at: str
+    mode: str  # "full_scan" or "incremental"
+    reason: str
+    previous_cursor: Optional[str]
+    cursor: Optional[str]
+    pages: int  # pages of the main pass
+    rereads: int  # pages read again: the top after a full scan, and holes
+    requests: int  # every request of this resource, retries and lookups included
+    rate_limited: int  # 429 answers
+    rows: int  # records loaded from the pages read
+    rows_repeated: int  # records pages showed twice because pages shifted (loaded once)
+    rows_recovered: int  # records found by re-reading holes
+    holes: int  # created_at ranges the main pass left unproven (each read again)
+    quiet: bool  # a full scan proven undisturbed: nothing created or deleted while it paged
+    deletion_candidates: int  # loaded rows a full scan did not see
+    deletions_confirmed: int  # of those, gone from the API (removed, or flagged)
+    still_there: int  # of those, found by a lookup and reloaded
+    undecided: int  # of those, kept as loaded: no lookup could tell
+    lookups: int  # records looked up through the API's search
+    flagged_deleted: int  # rows newly flagged deleted (deleted_records = "flag")
+    quarantined: int  # records set aside (bad_records = "quarantine")
+
+
+class ScanRun:
+    """The run of one resource: decides what to read, then records what happened."""
+
+    def __init__(self, state: MutableMapping[str, Any], options: ValidatedOptions) -> None:
+        self.state = state
+        self.started_at = utc_now()
+        self.plan: ScanPlan = plan_scan(state, options, self.started_at)
+
+    @property
+    def write_disposition(self) -> str:
+        """A full scan replaces the table (with what it read and confirmed); others merge."""
+        return "replace" if self.plan.full_scan else "merge"
+
+    def finish(self, read: Scan, deletions: DeletionCounts, http: Dict[str, int],
+               flagged: int) -> RunRecord:
+        """Advances the state after every page was read (a failed run never gets here)."""
+        previous = self.state.get(STATE_CURSOR)
+        scan = read.counts
+        if read.cursor_us is not None:
+            newest = from_micros(read.cursor_us)
+            if previous is None or newest > from_iso(previous):
+                self.state[STATE_CURSOR] = to_iso(newest)
+        if self.plan.full_scan:
+            self.state[STATE_LAST_FULL_SCAN] = to_iso(self.started_at)
+        record = RunRecord(
+            started_at=to_iso(self.started_at), finished_at=to_iso(utc_now()),
+            mode="full_scan" if self.plan.full_scan else "incremental", reason=self.plan.reason,
+            previous_cursor=previous, cursor=self.state.get(STATE_CURSOR),
+            pages=scan.pages, rereads=scan.rereads,
+            requests=http.get("requests", 0), rate_limited=http.get("rate_limited", 0),
+            rows=scan.rows + deletions.still_there, rows_repeated=scan.repeats,
+            rows_recovered=scan.recovered, holes=scan.holes, quiet=read.quiet,
+            deletion_candidates=deletions.candidates,
+            deletions_confirmed=deletions.confirmed, still_there=deletions.still_there,
+            undecided=deletions.undecided, lookups=deletions.lookups, flagged_deleted=flagged,
+            quarantined=scan.quarantined,
+        )
+        self.state[STATE_LAST_RUN] = asdict(record)
+        return record

@@ -1,0 +1,116 @@
+"""The arithmetic of a scan's coverage: repeats, holes, and what counts prove (no HTTP)."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import pyarrow as pa
+
+from rackwave_source.coverage import NEG_INF, Coverage
+from rackwave_source.decode import Page
+
+PER_PAGE = 3
+US = 1_000_000
+
+
+def page(number: int, created: Sequence[int], total: int, at: float,
+         ids: Optional[List[str]] = None) -> Page:
+    """Page ``number`` listing records created at ``created`` seconds (newest first), answered
+    at time ``at`` (asked for just before)."""
+    ids = ids or [f"r{c}" for c in created]
+    table = pa.table({
+        "id": pa.array(ids, pa.string()),
+        "created_at": pa.array([c * US for c in created], pa.timestamp("us", tz="UTC")),
+    })
+    result = Page(number, table, total, max(1, -(-total // PER_PAGE)))
+    result.sent_at, result.received_at = at - 0.01, at
+    return result
+
+
+def holes(coverage: Coverage, since: Optional[int] = None) -> List[Tuple[int, int]]:
+    return [(g.lo, g.hi) for g in coverage.gaps(since)]
+
+
+def test_a_quiet_sequential_read_has_no_hole_and_no_repeat():
+    coverage = Coverage(PER_PAGE)
+    fresh = [coverage.add(page(n, c, 8, at=n)) for n, c in
+             enumerate([(90, 80, 70), (60, 50, 40), (30, 20)], start=1)]
+    assert all(all(f) for f in fresh)
+    assert holes(coverage) == []
+
+
+def test_a_deletion_above_shows_as_a_drop_of_the_total_and_leaves_a_hole():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 8, at=1))
+    # 80 deleted: 60 slid onto page 1, page 2 starts at 50; the total dropped by one
+    coverage.add(page(2, (50, 40, 30), 7, at=2))
+    coverage.add(page(3, (20,), 7, at=3))
+    assert holes(coverage) == [(50 * US, 70 * US)]
+
+
+def test_records_created_at_the_top_make_repeats_and_no_hole():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 8, at=1))
+    fresh = coverage.add(page(2, (70, 60, 50), 9, at=2))  # one created: 70 shows again
+    assert fresh == [False, True, True]
+    coverage.add(page(3, (40, 30, 20), 9, at=3))
+    coverage.add(page(4, (), 9, at=4))
+    assert holes(coverage) == []
+
+
+def test_pages_read_out_of_order_are_not_proven_by_their_totals():
+    # page 2 answered before page 1 was asked for: balanced churn keeps the total flat, yet a
+    # record can slide between them unseen
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(2, (60, 50, 40), 8, at=1))
+    coverage.add(page(1, (90, 80, 70), 8, at=2))
+    coverage.add(page(3, (30, 20), 8, at=3))
+    assert holes(coverage) == [(60 * US, 70 * US)]
+
+
+def test_a_declared_join_closes_a_seam():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(2, (60, 50, 40), 8, at=1))
+    coverage.add(page(1, (90, 80, 70), 8, at=2))
+    coverage.add(page(3, (30, 20), 8, at=3))
+    coverage.join(60 * US - 1, 70 * US + 1)
+    assert holes(coverage) == []
+
+
+def test_a_page_boundary_inside_one_second_joins_only_through_a_shared_record():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(2, (50, 50, 40), 8, at=1, ids=["c", "d", "e"]))
+    coverage.add(page(1, (90, 50, 50), 8, at=2, ids=["a", "b", "c"]))  # out of order
+    assert holes(coverage, since=40 * US) == []  # "c" is on both: the second's group is whole
+    other = Coverage(PER_PAGE)
+    other.add(page(2, (50, 40, 30), 8, at=1, ids=["d", "e", "f"]))
+    other.add(page(1, (90, 50, 50), 8, at=2, ids=["a", "b", "c"]))
+    assert holes(other, since=30 * US) == [(50 * US, 50 * US)]
+
+
+def test_a_repeat_is_recognised_at_an_edge_second_by_its_id():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 50, 50), 8, at=1, ids=["a", "b", "c"]))
+    fresh = coverage.add(page(2, (50, 50, 40), 8, at=2, ids=["c", "x", "e"]))
+    assert fresh == [False, True, True]  # "x" shares the second but was never listed
+
+
+def test_an_empty_page_after_a_full_one_proves_the_end_when_the_total_held():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 6, at=1))
+    coverage.add(page(2, (60, 50, 40), 6, at=2))
+    coverage.add(page(3, (), 6, at=3))
+    assert holes(coverage) == []
+    dropped = Coverage(PER_PAGE)
+    dropped.add(page(1, (90, 80, 70), 6, at=1))
+    dropped.add(page(2, (60, 50, 40), 6, at=2))
+    dropped.add(page(3, (), 5, at=3))  # one deleted above: the oldest may have slid unseen
+    assert holes(dropped) == [(NEG_INF, 40 * US)]
+
+
+def test_a_hole_below_the_cursor_bound_does_not_count():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 8, at=1))
+    coverage.add(page(2, (50, 40, 30), 7, at=2))
+    assert holes(coverage, since=75 * US) == []
+    assert holes(coverage, since=55 * US) == [(55 * US, 70 * US)]
