@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (Python >= 3.10 with venv):
 #   make demo   - set up .venv, start the local sandbox, load it into ./rackwave_data.duckdb, summarise
-#   make test   - set up .venv with the test tools (and PostgreSQL's server programs when missing)
-#                 and run the whole test suite
+#   make test   - set up .venv with the test tools (and PostgreSQL's server programs when missing),
+#                 type-check (mypy --strict) and run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -23,6 +23,7 @@ demo: setup
 	$(BIN)/rackwave --sandbox
 
 test: setup-dev
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Rewrite schemas/rackwave.schema.yaml from a load of the sandbox (review the diff, then commit it:

@@ -26,6 +26,7 @@ from typing import Any, Dict, Optional
 import dlt
 import pyarrow as pa
 from dlt.common.json import json
+from dlt.common.destination import TLoaderFileFormat
 from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.extract.source import DltSource
@@ -40,7 +41,7 @@ DEFAULT_LAKE_FORMAT = "delta"
 #: dlt config key of the lake format, beside the bucket_url it applies to
 LAKE_FORMAT_KEY = "destination.filesystem.lake_format"
 LOADER_FORMAT_KEY = "normalize.loader_file_format"  # dlt's own setting; it wins when set
-LOADER_FILE_FORMATS: Dict[str, str] = {
+LOADER_FILE_FORMATS: Dict[str, TLoaderFileFormat] = {
     "filesystem": "parquet",  # Delta tables are parquet files
     "postgres": "csv",  # with json_as_text (see apply_layout)
     "bigquery": "jsonl",
@@ -146,7 +147,7 @@ def unreachable_warehouse(destination: str, exc: BaseException) -> WarehouseUnav
     )
 
 
-def loader_file_format(destination: str) -> Optional[str]:
+def loader_file_format(destination: str) -> Optional[TLoaderFileFormat]:
     """The file format dlt writes for this destination (None: dlt's choice, parquet here)."""
     if dlt.config.get(LOADER_FORMAT_KEY) is not None:
         return None  # configured: dlt applies it
@@ -185,8 +186,9 @@ def apply_layout(source: DltSource, destination: str) -> None:
         from dlt.destinations.adapters import bigquery_adapter
 
         for name, resource in source.selected_resources.items():
+            # cluster=None (no clustering) is dlt's default, hinted ``TColumnNames = None``
             bigquery_adapter(resource, partition=BIGQUERY_PARTITION,
-                             cluster=CLUSTER_COLUMNS.get(name))
+                             cluster=CLUSTER_COLUMNS.get(name))  # type: ignore[arg-type]
     elif destination == "postgres" and (
             dlt.config.get(LOADER_FORMAT_KEY) or loader_file_format(destination)
     ) == "csv":  # CSV, ours or configured, cannot carry Arrow lists

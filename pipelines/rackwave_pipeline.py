@@ -194,12 +194,14 @@ def run_pipeline(
         dlt.config[ADD_LOAD_ID_KEY] = True
     duckdb_file = own_duckdb_file(destination, duckdb_path)
     fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)
-    pipeline = dlt.pipeline(
+    # dlt hints its optional arguments as ``str = None`` (implicit Optional), which mypy reads
+    # as ``str``: None for pipelines_dir, export_schema_path and progress is dlt's own default.
+    pipeline: dlt.Pipeline = dlt.pipeline(  # type: ignore[call-overload]
         pipeline_name=pipeline_name,
         destination=make_destination(destination, duckdb_file, fresh_duckdb),
         dataset_name=dataset,
         pipelines_dir=pipelines_dir,
-        progress="log" if progress else None,  # type: ignore[arg-type]
+        progress="log" if progress else None,
         export_schema_path=export_schema_path,
         staging=staging,
     )
@@ -221,11 +223,12 @@ def run_pipeline(
     elif fresh_duckdb:
         before = {name: 0 for name in selected}  # a new DuckDB file holds nothing yet
     try:
+        # None is each argument's default in dlt, hinted as an implicit Optional (see above)
         pipeline.run(
             source,
-            refresh="drop_sources" if full_refresh else None,
+            refresh="drop_sources" if full_refresh else None,  # type: ignore[arg-type]
             loader_file_format=loader_file_format(destination),  # type: ignore[arg-type]
-            table_format="delta" if lake == "delta" else None,
+            table_format="delta" if lake == "delta" else None,  # type: ignore[arg-type]
         )
     except PipelineStepFailed as exc:
         error = unwrap(exc)

@@ -63,11 +63,13 @@ def _count_sql(
             try:
                 if cursor is None:
                     rows = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
+                    assert rows is not None  # a SELECT returns rows; dlt types them Optional
                     counts[table] = (int(rows[0][0]), None)
                 else:
                     rows = client.execute_sql(
                         f"SELECT COUNT(*), SUM(CASE WHEN {column} > %s THEN 1 ELSE 0 END) "
                         f"FROM {name}", cursor)
+                    assert rows is not None
                     counts[table] = (int(rows[0][0]), int(rows[0][1] or 0))
             except DatabaseUndefinedRelation:
                 counts[table] = (0, None if cursor is None else 0)
@@ -102,7 +104,9 @@ def count_rows(pipeline: dlt.Pipeline, tables: List[str]) -> Dict[str, int]:
 
 def resource_state(pipeline: dlt.Pipeline, resource: str) -> Mapping[str, Any]:
     sources = pipeline.state.get("sources", {})
-    return sources.get(S.SOURCE_NAME, {}).get("resources", {}).get(resource, {})
+    state: Mapping[str, Any] = (
+        sources.get(S.SOURCE_NAME, {}).get("resources", {}).get(resource, {}))
+    return state
 
 
 def summarize(

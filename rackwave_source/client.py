@@ -62,7 +62,12 @@ def _environment(base_url: str) -> Dict[str, Any]:
     return requests.Session().merge_environment_settings(base_url, {}, None, True, None)
 
 
-def _pool(base_url: str, max_connections: int, timeout: Any, env: Mapping[str, Any]) -> Any:
+def _pool(
+    base_url: str,
+    max_connections: int,
+    timeout: Union[float, Tuple[float, float]],
+    env: Mapping[str, Any],
+) -> urllib3.PoolManager:
     """A urllib3 pool with TLS verification always on (certifi's bundle, as requests uses)."""
     verify = env.get("verify", True)
     options: Dict[str, Any] = {
@@ -235,7 +240,7 @@ class RackwaveClient:
         header = reply.headers.get("Retry-After") if reply is not None else None
         if header:
             return min(self.max_retry_delay, _retry_after_seconds(header))
-        ceiling = min(self.max_retry_delay, self.backoff_factor * 2 ** (attempt - 1))
+        ceiling = min(self.max_retry_delay, self.backoff_factor * 2.0 ** (attempt - 1))
         return ceiling * random.uniform(0.5, 1.0)
 
     def _result(

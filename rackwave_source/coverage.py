@@ -32,9 +32,9 @@ together with its id. Memory is one range per page, not one entry per record.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
 
 from .decode import Page
 
@@ -49,8 +49,8 @@ class Observation:
     number: int
     lo: int  # NEG_INF: the page lists the end of the list
     hi: int  # POS_INF: the page lists the top of the list
-    lo_ids: frozenset  # ids listed at ``lo`` (the page's last timestamp)
-    hi_ids: frozenset  # ids listed at ``hi`` (the page's first timestamp)
+    lo_ids: FrozenSet[Optional[str]]  # ids listed at ``lo`` (the page's last timestamp)
+    hi_ids: FrozenSet[Optional[str]]  # ids listed at ``hi`` (the page's first timestamp)
     total: int
     size: int
     sent_at: float
@@ -107,6 +107,18 @@ def join_range(upper: Observation, lower: Observation) -> Tuple[int, int]:
     return max(NEG_INF, lo - 1), min(POS_INF, hi + 1)
 
 
+def _edge_indexes(ts: List[Optional[int]]) -> List[int]:
+    """Indexes of the records at a page's first and at its last timestamp."""
+    n = len(ts)
+    head = 1
+    while head < n and ts[head] == ts[0]:
+        head += 1
+    tail = n - 1
+    while tail > head and ts[tail - 1] == ts[-1]:
+        tail -= 1
+    return list(range(head)) + list(range(max(head, tail), n))
+
+
 @dataclass
 class Coverage:
     """Every page a scan saw: repeats filtered out, holes found."""
@@ -118,17 +130,20 @@ class Coverage:
     _starts: List[int] = field(default_factory=list)
     _ends: List[int] = field(default_factory=list)
     _edge_ids: Dict[int, Set[str]] = field(default_factory=dict)
+    _edge_times: List[int] = field(default_factory=list)
 
     def add(self, page: Page) -> List[bool]:
         """Records the page; returns, per record, whether it is new to this scan."""
         fresh = self._fresh(page)
         self.observations.append(Observation.of(page, self.per_page))
-        ts = page.created_us
+        ts, ids = page.created_us, page.ids
         if ts:
             first, last = int(ts[0]), int(ts[-1])  # type: ignore[arg-type]
-            for t, record_id in zip(ts, page.ids):
-                if t == first or t == last:
-                    self._edge_ids.setdefault(int(t), set()).add(str(record_id))  # type: ignore[arg-type]
+            for index in _edge_indexes(ts):
+                t = int(ts[index])  # type: ignore[arg-type]
+                if t not in self._edge_ids:
+                    insort(self._edge_times, t)
+                self._edge_ids.setdefault(t, set()).add(str(ids[index]))
             if last < first:
                 self._add_open(last, first)
         return fresh
@@ -140,10 +155,13 @@ class Coverage:
         first, last = int(ts[0]), int(ts[-1])  # type: ignore[arg-type]
         index = bisect_right(self._starts, first) - 1  # last open interval starting <= first
         inside = index >= 0 and self._ends[index] > last  # the page meets the merged intervals
+        edges_within = bisect_right(self._edge_times, first) > bisect_left(self._edge_times, last)
+        if not inside and not edges_within:
+            return [True] * len(ts)  # the common case: nothing listed before in this range
         edges = self._edge_ids
         out = []
         for t, record_id in zip(ts, page.ids):
-            seen = t in edges and record_id in edges[t]  # type: ignore[operator]
+            seen = t in edges and record_id in edges[t]
             if not seen and inside:
                 seen = self._inside(int(t))  # type: ignore[arg-type]
             out.append(not seen)
@@ -171,7 +189,8 @@ class Coverage:
     def gaps(self, since: Optional[int] = None) -> List[Gap]:
         """Ranges no page, no count and no declared join vouches for, from the top down to
         ``since`` (microseconds; None: the bottom of the list)."""
-        ranges: List[Tuple[int, int, frozenset, frozenset, Optional[Observation]]] = []
+        Ids = FrozenSet[Optional[str]]
+        ranges: List[Tuple[int, int, Ids, Ids, Optional[Observation]]] = []
         for obs in self.observations:
             if obs.size or obs.number == 1:
                 ranges.append((obs.lo, obs.hi, obs.lo_ids, obs.hi_ids, obs))
@@ -182,10 +201,11 @@ class Coverage:
             ranges.append((lo, hi, frozenset(), frozenset(), None))
         ranges.sort(key=lambda r: (-r[1], r[0]))
         floor = NEG_INF if since is None else since
-        covered, covered_ids = POS_INF, frozenset()  # (covered, +inf) is complete so far
+        covered = POS_INF  # (covered, +inf) is complete so far
+        covered_ids: FrozenSet[Optional[str]] = frozenset()
         above: Optional[Observation] = None
         found: List[Gap] = []
-        for lo, hi, lo_ids, hi_ids, obs in ranges:
+        for lo, hi, lo_ids, hi_ids, origin in ranges:
             if covered <= floor:
                 break
             if lo >= covered:
@@ -197,8 +217,8 @@ class Coverage:
                 found.append(Gap(max(hi, floor), covered, above))
             covered_ids = lo_ids
             covered = lo
-            if obs is not None:
-                above = obs
+            if origin is not None:
+                above = origin
         if covered > floor:
             found.append(Gap(floor, covered, above))
         return found

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeGuard, Union,
+)
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,7 +66,8 @@ class Page:
     def size(self) -> int:
         """Records the API listed on this page (quarantined ones included): what says whether the
         page was full."""
-        return self.records.num_rows + len(self.rejected)
+        rows: int = self.records.num_rows
+        return rows + len(self.rejected)
 
 
 def _read_schema(columns: TColumns) -> pa.Schema:
@@ -83,6 +86,11 @@ def _read_schema(columns: TColumns) -> pa.Schema:
         [(k, pa.struct(list(v.items())) if isinstance(v, dict) else v) for k, v in fields.items()]
     )
     return pa.schema([("data", pa.list_(record)), ("meta", _META)])
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """A JSON integer (``true`` and ``false`` are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Misfit(Exception):
@@ -232,10 +240,10 @@ class PageReader:
         if not isinstance(meta, Mapping):
             raise self._envelope_error(url, number, "`meta` is missing or not an object")
         total, last_page = meta.get("total"), meta.get("last_page")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (total, last_page)):
+        if not (_is_int(total) and _is_int(last_page)):
             raise self._envelope_error(
                 url, number, "`meta.total` and `meta.last_page` must be integers")
-        return int(total), int(last_page)  # type: ignore[arg-type]
+        return int(total), int(last_page)
 
     def _envelope_error(self, url: str, number: int, problem: str) -> UnexpectedResponseError:
         return UnexpectedResponseError(
@@ -293,6 +301,7 @@ def check_page(resource: str, page: Page) -> Page:
             )
     ts = page.created_us
     for index in range(1, len(ts)):
+        # no None is left in ``ts`` (checked above), which the list's type cannot say
         if ts[index] > ts[index - 1]:  # type: ignore[operator]
             raise UnexpectedResponseError(
                 f"Rackwave `{resource}` page {page.number} is not ordered by `{S.CURSOR_FIELD}` "

@@ -3,7 +3,8 @@
 A full scan replaces the table with what it read. A warehouse row whose id the scan did not see
 is a *candidate*: its record was deleted, or it was not seen. A quiet scan (``coverage.py``)
 proves the first: nothing changed while it paged, so what it did not see is gone. Otherwise each
-candidate is looked up through the API's ``search`` parameter (by email, then by name):
+candidate is looked up through the API's ``search`` parameter (by its email, or by its name when
+it has none):
 
 * found: the record is still there; it is loaded as the API has it now;
 * every search came back without it: it is gone; ``deleted_records = "delete"`` drops it with the
@@ -71,7 +72,7 @@ def reconcile(
     loaded = _Loaded.of(endpoint.resource)
     if loaded is None:
         return
-    seen = np.sort(np.frombuffer(scan.seen, dtype=np.uint64))
+    seen = np.sort(np.frombuffer(scan.seen, dtype=np.int64))
     for chunk in loaded.chunks():
         unseen = chunk.filter(pa.array(~_contains(seen, _hashes(chunk))))
         if not unseen.num_rows:
@@ -117,20 +118,18 @@ def _decide(
 
 
 def _terms(row: Dict[str, Any], lookup_fields: Sequence[Tuple[str, ...]]) -> List[str]:
-    """Search terms for one row: each entry's fields joined by a space, when all are present."""
-    terms: List[str] = []
+    """The search term for one row: the first entry whose fields are all present, joined by a
+    space (one request per lookup: the email finds the record when it has one)."""
     for fields in lookup_fields:
         values = [row.get(name) for name in fields]
         if all(isinstance(v, str) and v.strip() for v in values):
-            term = " ".join(str(v).strip() for v in values)
-            if term not in terms:
-                terms.append(term)
-    return terms
+            return [" ".join(str(v).strip() for v in values)]
+    return []
 
 
 def _hashes(table: pa.Table) -> Any:
     ids = table.column(S.PRIMARY_KEY).to_pylist()
-    return np.fromiter(map(id_hash, ids), dtype=np.uint64, count=len(ids))
+    return np.fromiter(map(id_hash, ids), dtype=np.int64, count=len(ids))
 
 
 def _contains(sorted_hashes: Any, hashes: Any) -> Any:
@@ -163,7 +162,7 @@ class _Loaded:
         if schema is None or resource not in schema.tables:
             return None
         table_schema = schema.tables[resource]
-        if not table_schema.get("x-normalizer", {}).get("seen-data"):
+        if not (table_schema.get("x-normalizer") or {}).get("seen-data"):
             return None  # declared but never loaded: nothing to carry over
         json_columns = {
             name for name, column in table_schema.get("columns", {}).items()

@@ -14,7 +14,7 @@ carried it); a value of another type goes to ``<column>__v_<type>``, named as dl
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import pyarrow as pa
 from dlt.common.libs.pyarrow import get_column_type_from_py_arrow
@@ -29,7 +29,7 @@ def variant_column(name: str, data_type: str) -> str:
     return f"{name}{VARIANT_INFIX}{data_type}"
 
 
-def split_variant(column: str) -> Optional[tuple]:
+def split_variant(column: str) -> Optional[Tuple[str, str]]:
     """``("phone", "bigint")`` for ``phone__v_bigint``; None for an ordinary column."""
     name, sep, data_type = column.rpartition(VARIANT_INFIX)
     return (name, data_type) if sep and name else None

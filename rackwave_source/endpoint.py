@@ -10,7 +10,7 @@ when it was asked for and answered, which the scan's coverage arithmetic needs.
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
@@ -61,7 +61,7 @@ class ListEndpoint:
         :meth:`page`, with the client's retries.
         """
         bodies: List[bytes] = []
-        times: List[tuple] = []
+        times: List[Tuple[float, float]] = []
         for number in numbers:
             sent = time.monotonic()
             bodies.append(self.client.get(self.path, self._params(number), decode=bytes))

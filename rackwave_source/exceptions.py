@@ -9,7 +9,7 @@ No exception text ever carries a credential or a token: messages name settings a
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Type
 
 
 class RackwaveError(Exception):
@@ -135,7 +135,7 @@ class ServerError(RackwaveTransientError):
     """5xx answers, dropped connections or unreadable bodies persisted after every retry."""
 
 
-API_ERRORS_BY_STATUS: Dict[int, type] = {
+API_ERRORS_BY_STATUS: Dict[int, Type[ApiError]] = {
     400: BadRequestError,
     403: ForbiddenError,
     404: NotFoundError,

@@ -30,13 +30,10 @@ from .exceptions import ScanIncomplete
 from .paging import concurrent_pass, sequential_pass
 from .rereads import probe_top, walk_gap
 
-_MASK = (1 << 64) - 1
-
-
 def id_hash(record_id: Any) -> int:
     """An id's 64-bit hash (stable within one process, which is all a run needs): a scan of a
     million records remembers what it saw in 8 MB."""
-    return hash(record_id) & _MASK
+    return hash(record_id)
 
 
 @dataclass
@@ -70,7 +67,7 @@ class Scan:
         self.coverage = Coverage(endpoint.per_page)
         self.counts = ScanCounts()
         #: ids kept by a full scan, as 64-bit hashes (which warehouse rows the API still has)
-        self.seen: "array[int]" = array("Q")
+        self.seen: "array[int]" = array("q")
         #: a full scan during which nothing was created or deleted (proven, see coverage.py)
         self.quiet = False
         self.newest_us: Optional[int] = None
@@ -121,7 +118,7 @@ class Scan:
             walk.append(page)
             yield self._take(page, reread=True, top=True)
         if self._walk_joined(walk):
-            self.top_us = walk[0].created_us[0] if walk[0].size else self.top_us  # type: ignore[assignment]
+            self.top_us = walk[0].created_us[0] if walk[0].size else self.top_us
         self.quiet = self._proven_quiet(walk[0])
         if self.quiet:
             for upper, lower in self._main_neighbours():
@@ -150,12 +147,15 @@ class Scan:
             self._main.append(self.coverage.observations[-1])
             if self._first is None:
                 self._first = page
-                self.top_us = page.created_us[0] if page.size else None  # type: ignore[assignment]
+                self.top_us = page.created_us[0] if page.size else None
         if reread:
             self.counts.rereads += 1
         since = self._since_us
-        keep = [f and (since is None or t >= since)  # type: ignore[operator]
-                for f, t in zip(fresh, page.created_us)]
+        ts = page.created_us
+        if since is None or not ts or ts[-1] >= since:  # type: ignore[operator]
+            keep = fresh
+        else:
+            keep = [f and t >= since for f, t in zip(fresh, ts)]  # type: ignore[operator]
         if not top:  # page 1 read again repeats what it still holds by design
             self.counts.repeats += fresh.count(False)
         if main:
@@ -165,11 +165,12 @@ class Scan:
         if kept < len(keep):
             records = records.filter(pa.array(keep, pa.bool_()))
         if kept:
-            newest = max(t for t, k in zip(page.created_us, keep) if k)  # type: ignore[type-var]
+            newest = ts[0] if keep[0] else max(t for t, k in zip(ts, keep) if k)  # type: ignore[type-var]
             if self.newest_us is None or newest > self.newest_us:  # type: ignore[operator]
-                self.newest_us = newest  # type: ignore[assignment]
+                self.newest_us = newest
             if self.plan.full_scan:
-                self.seen.extend(id_hash(i) for i, k in zip(page.ids, keep) if k)
+                ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
+                self.seen.extend(map(hash, ids))
         self.counts.rows += kept
         if recovering:
             self.counts.recovered += kept

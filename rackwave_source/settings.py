@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
+from dlt.common.schema.typing import TSchemaContractDict
+
 from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
 
 SOURCE_NAME = "rackwave"
@@ -61,7 +63,9 @@ DEFAULT_BAD_RECORDS = "fail"
 # (tables may still be created, so the first load works).
 SCHEMA_CONTRACTS: Tuple[str, ...] = ("evolve", "freeze")
 DEFAULT_SCHEMA_CONTRACT = "evolve"
-FROZEN_CONTRACT = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
+FROZEN_CONTRACT: TSchemaContractDict = {
+    "tables": "evolve", "columns": "freeze", "data_type": "freeze"
+}
 
 # Full scans fetch pages concurrently (page 1 tells meta.last_page). Chosen by measurement on
 # the benchmark (benchmarks/README.md); incremental runs stay sequential to stop early.
@@ -108,8 +112,8 @@ class ResourceSpec:
     """Everything that makes one resource: adding a resource is one entry here plus its columns.
 
     ``filters``: (option of ``ValidatedOptions``, API query parameter) pairs passed on every page
-    request. ``lookup_fields``: search terms that can find one record (fields joined by a space),
-    tried in order to confirm a deletion.
+    request. ``lookup_fields``: search terms that can find one record (fields joined by a space);
+    the first one a record has is used to confirm its deletion.
     """
 
     name: str

@@ -112,5 +112,5 @@ def rackwave_source(
     resources = tuple(make_resource(spec, client, config) for spec in S.RESOURCES)
     if contract == "freeze":
         for resource in resources:
-            resource.apply_hints(schema_contract=S.FROZEN_CONTRACT)  # type: ignore[arg-type]
+            resource.apply_hints(schema_contract=S.FROZEN_CONTRACT)
     return resources
