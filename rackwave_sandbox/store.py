@@ -77,6 +77,9 @@ class Collection:
         self._by_id: dict[str, Rec] = {}
         self._filter_cache: dict[tuple[str | None, str | None], list[Rec]] = {}
         self._emails: dict[str, str] | None = None
+        # id -> (status, lower-cased searchable text): built on the first filtered request and
+        # kept up to date, so a search costs a dict look-up per record, not a JSON parse
+        self._search: dict[str, tuple[Any, str]] | None = None
 
     # -- loading -----------------------------------------------------------------
     def load(self, records: Iterable[tuple[int, dict[str, Any]]], keep_ids: list[str] | None = None) -> None:
@@ -98,6 +101,7 @@ class Collection:
         self._by_id = {rec.id: rec for rec in recs}
         self._invalidate()
         self._emails = None
+        self._search = None
 
     def _invalidate(self) -> None:
         self._filter_cache.clear()
@@ -149,21 +153,37 @@ class Collection:
         if cached is not None:
             return cached
         needle = search.lower() if search is not None else None
-        loads = orjson.loads
+        index = self._search_index()
         result: list[Rec] = []
         for rec in reversed(self._asc):
-            record = loads(rec.raw)
-            if status is not None and record.get("status") != status:
+            record_status, text = index[rec.id]
+            if status is not None and record_status != status:
                 continue
-            if needle is not None and not any(
-                needle in value.lower() for value in self._search_values(record)
-            ):
+            if needle is not None and needle not in text:
                 continue
             result.append(rec)
         if len(self._filter_cache) > 256:
             self._filter_cache.clear()
         self._filter_cache[key] = result
         return result
+
+    def _search_index(self) -> dict[str, tuple[Any, str]]:
+        if self._search is None:
+            self._search = {rec.id: self._searchable(orjson.loads(rec.raw)) for rec in self._asc}
+        return self._search
+
+    def _searchable(self, record: dict[str, Any]) -> tuple[Any, str]:
+        """A record's status and its searchable values, lower-cased, one per line (a needle
+        never spans two values)."""
+        return record.get("status"), "\n".join(v.lower() for v in self._search_values(record))
+
+    def _index_search(self, record: dict[str, Any], add: bool) -> None:
+        if self._search is None:
+            return
+        if add:
+            self._search[record["id"]] = self._searchable(record)
+        else:
+            self._search.pop(record["id"], None)
 
     def _search_values(self, record: dict[str, Any]) -> list[str]:
         if self.kind == "leads":
@@ -253,6 +273,7 @@ class Collection:
         self._insort(rec)
         self._by_id[rid] = rec
         self._index_email(record, add=True)
+        self._index_search(record, add=True)
         self._invalidate()
         return record
 
@@ -287,6 +308,7 @@ class Collection:
         rec.raw = dumps(record)
         self._insort(rec)
         self._index_email(record, add=True)
+        self._index_search(record, add=True)
         self._invalidate()
         return record
 
@@ -300,6 +322,7 @@ class Collection:
         rec = self._by_id.pop(rid)
         del self._asc[self._position(rec)]
         self._index_email(record, add=False)
+        self._index_search(record, add=False)
         self._invalidate()
 
 

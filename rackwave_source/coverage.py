@@ -47,6 +47,7 @@ class Observation:
     """One page as one moment's certified range of ``created_at`` (microseconds, UTC)."""
 
     number: int
+    per_page: int
     lo: int  # NEG_INF: the page lists the end of the list
     hi: int  # POS_INF: the page lists the top of the list
     lo_ids: FrozenSet[Optional[str]]  # ids listed at ``lo`` (the page's last timestamp)
@@ -58,14 +59,15 @@ class Observation:
 
     @classmethod
     def of(cls, page: Page, per_page: int) -> "Observation":
+        per_page = page.per_page or per_page
         ts, ids = page.created_us, page.ids
         if not ts:  # empty (or every record quarantined: nothing to anchor a range)
             hi = POS_INF if page.number == 1 else NEG_INF
-            return cls(page.number, NEG_INF, hi, frozenset(), frozenset(), page.total, 0,
+            return cls(page.number, per_page, NEG_INF, hi, frozenset(), frozenset(), page.total, 0,
                        page.sent_at, page.received_at)
         first, last = int(ts[0]), int(ts[-1])  # type: ignore[arg-type]
         return cls(
-            number=page.number,
+            number=page.number, per_page=per_page,
             lo=NEG_INF if page.size < per_page else last,
             hi=POS_INF if page.number == 1 else first,
             lo_ids=frozenset(i for t, i in zip(ts, ids) if t == last),
@@ -86,15 +88,15 @@ class Gap:
 
 
 def pairs_proven_by_counts(observations: Iterable[Observation]) -> List[Tuple[Observation, Observation]]:
-    """Pages ``p`` and ``p + 1`` where ``p`` was answered before ``p + 1`` was asked for and the
-    total did not drop in between: nothing can have slid past both."""
-    by_number: Dict[int, List[Observation]] = {}
+    """Pages ``p`` and ``p + 1`` (of one page size) where ``p`` was answered before ``p + 1`` was
+    asked for and the total did not drop in between: nothing can have slid past both."""
+    by_number: Dict[Tuple[int, int], List[Observation]] = {}
     for obs in observations:
-        by_number.setdefault(obs.number, []).append(obs)
+        by_number.setdefault((obs.per_page, obs.number), []).append(obs)
     proven = []
-    for number, uppers in by_number.items():
+    for (size, number), uppers in by_number.items():
         for upper in uppers:
-            for lower in by_number.get(number + 1, ()):
+            for lower in by_number.get((size, number + 1), ()):
                 if upper.received_at <= lower.sent_at and lower.total >= upper.total:
                     proven.append((upper, lower))
     return proven

@@ -50,6 +50,7 @@ class Page:
     rejected: List[Dict[str, Any]] = dataclass_field(default_factory=list)
     sent_at: float = 0.0
     received_at: float = 0.0
+    per_page: int = 0  # the page size it was asked for with (set by the endpoint)
     #: ``created_at`` as integer microseconds (UTC) and ``id``, one per record, as Python lists.
     #: Computed where the page is decoded (a fetching thread), so the single thread that consumes
     #: pages does no Arrow compute per page: each such call releases the GIL and then waits its

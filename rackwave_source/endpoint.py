@@ -41,16 +41,22 @@ class ListEndpoint:
     def resource(self) -> str:
         return self.reader.resource
 
-    def _params(self, number: int, extra: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
-        return {"page": number, "per_page": self.per_page, **self.filters, **(extra or {})}
+    def _params(self, number: int, extra: Optional[Mapping[str, str]] = None,
+                per_page: Optional[int] = None) -> Dict[str, Any]:
+        return {"page": number, "per_page": per_page or self.per_page, **self.filters,
+                **(extra or {})}
 
-    def page(self, number: int, extra: Optional[Mapping[str, str]] = None) -> Page:
-        """Fetches, decodes and checks page ``number`` (``extra``: more query parameters)."""
+    def page(self, number: int, extra: Optional[Mapping[str, str]] = None,
+             per_page: Optional[int] = None) -> Page:
+        """Fetches, decodes and checks page ``number`` (``extra``: more query parameters;
+        ``per_page``: another page size than the endpoint's, for re-reads)."""
         sent = time.monotonic()
-        body = self.client.get(self.path, self._params(number, extra), decode=self.reader.decode)
+        body = self.client.get(self.path, self._params(number, extra, per_page),
+                               decode=self.reader.decode)
         received = time.monotonic()
         page = check_page(self.resource, self.reader.page(self.url, number, body))
         page.sent_at, page.received_at = sent, received
+        page.per_page = per_page or self.per_page
         return page
 
     def run(self, numbers: Sequence[int]) -> List[Page]:
@@ -73,6 +79,7 @@ class ListEndpoint:
                 pages.append(self.page(number))
                 continue
             page.sent_at, page.received_at = sent, received
+            page.per_page = self.per_page
             pages.append(check_page(self.resource, page))
         return pages
 

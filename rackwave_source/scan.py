@@ -77,6 +77,8 @@ class Scan:
         self._first: Optional[Page] = None
         self._quarantined: Set[str] = set()
         self._main_repeats = 0
+        self._latest_at = 0.0  # the total of the page answered last
+        self._latest_total = 0
 
     @property
     def cursor_us(self) -> Optional[int]:
@@ -130,9 +132,8 @@ class Scan:
             if not holes:
                 return
             self.counts.holes = self.counts.holes or len(holes)
-            latest = max(self.coverage.observations, key=lambda o: o.received_at).total
-            for hole in holes:
-                for page in walk_gap(self.endpoint, hole, latest):
+            for hole in holes:  # each walk starts from the latest total: walks move pages too
+                for page in walk_gap(self.endpoint, hole, self._latest_total):
                     yield self._take(page, reread=True, recovering=True)
         holes = self.coverage.gaps(self._since_us)
         if holes:
@@ -142,6 +143,8 @@ class Scan:
     def _take(self, page: Page, main: bool = False, reread: bool = False,
               recovering: bool = False, top: bool = False) -> Kept:
         fresh = self.coverage.add(page)
+        if page.received_at >= self._latest_at:
+            self._latest_at, self._latest_total = page.received_at, page.total
         if main:
             self.counts.pages += 1
             self._main.append(self.coverage.observations[-1])

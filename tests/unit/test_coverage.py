@@ -114,3 +114,30 @@ def test_a_hole_below_the_cursor_bound_does_not_count():
     coverage.add(page(2, (50, 40, 30), 7, at=2))
     assert holes(coverage, since=75 * US) == []
     assert holes(coverage, since=55 * US) == [(55 * US, 70 * US)]
+
+
+def test_a_count_that_trails_the_data_by_a_constant_proves_as_much_as_an_exact_one():
+    # the total says one record fewer than the list holds, on every page: differences are exact
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 6, at=1))
+    coverage.add(page(2, (60, 50, 40), 6, at=2))
+    coverage.add(page(3, (30,), 6, at=3))  # the page last_page (2) said did not exist
+    assert holes(coverage) == []
+
+
+def test_a_short_page_vouches_for_everything_below_it():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(2, (60, 50), 8, at=1))  # short: the end of the list, read first
+    coverage.add(page(1, (90, 80, 70), 8, at=2))
+    assert holes(coverage) == [(60 * US, 70 * US)]  # only the seam between them
+
+
+def test_page_sizes_differ_so_numbers_do_not_pair():
+    # page 3 of size 2 is not "the page after" page 2 of size 3: no count proof between them
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(2, (60, 50, 40), 8, at=1))
+    other = page(3, (35, 30), 8, at=2)
+    other.per_page = 2
+    coverage.add(other)
+    coverage.add(page(1, (90, 80, 70), 8, at=0.5))
+    assert (35 * US, 40 * US) in holes(coverage)
