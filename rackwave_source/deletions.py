@@ -23,9 +23,10 @@ files) only when there is something to decide: after a scan that was not quiet, 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 import dlt
 import numpy as np
@@ -65,6 +66,7 @@ def reconcile(
     flag: bool,
     when: datetime,
     counts: DeletionCounts,
+    concurrency: int = 1,
 ) -> Iterator[pa.Table]:
     """Yields the rows a full scan's replace must also carry (see the module docstring)."""
     if scan.quiet and not flag:
@@ -82,7 +84,8 @@ def reconcile(
             yield loaded.as_deleted(unseen.filter(flagged_before), when)
             unseen = unseen.filter(pc.invert(flagged_before))
         counts.candidates += unseen.num_rows
-        gone, kept = _decide(endpoint, unseen, lookup_fields, scan.quiet, counts, loaded)
+        gone, kept = _decide(endpoint, unseen, lookup_fields, scan.quiet, counts, loaded,
+                             concurrency)
         counts.confirmed += gone.num_rows
         yield from kept
         if flag and gone.num_rows:
@@ -91,26 +94,32 @@ def reconcile(
 
 def _decide(
     endpoint: ListEndpoint, rows: pa.Table, lookup_fields: Sequence[Tuple[str, ...]],
-    quiet: bool, counts: DeletionCounts, loaded: "_Loaded",
+    quiet: bool, counts: DeletionCounts, loaded: "_Loaded", concurrency: int,
 ) -> Tuple[pa.Table, List[pa.Table]]:
-    """Splits candidates into the confirmed gone and the tables to load instead."""
+    """Splits candidates into the confirmed gone and the tables to load instead. Lookups run on
+    up to ``concurrency`` threads, like a scan's pages."""
     if quiet:
         return rows, []
+
+    def look(row: Dict[str, Any]) -> Union[pa.Table, None, LookupInconclusive]:
+        try:
+            return endpoint.lookup(str(row[S.PRIMARY_KEY]), _terms(row, lookup_fields))
+        except LookupInconclusive as exc:
+            return exc
+
     gone: List[int] = []
     kept: List[pa.Table] = []
     undecided: List[int] = []
-    for index, row in enumerate(rows.to_pylist()):
-        counts.lookups += 1
-        try:
-            current = endpoint.lookup(str(row[S.PRIMARY_KEY]), _terms(row, lookup_fields))
-        except LookupInconclusive:
-            undecided.append(index)
-            continue
-        if current is None:
-            gone.append(index)
-        else:
-            counts.still_there += 1
-            kept.append(current)
+    with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="rackwave-lookup") as pool:
+        for index, found in enumerate(pool.map(look, rows.to_pylist())):
+            counts.lookups += 1
+            if isinstance(found, LookupInconclusive):
+                undecided.append(index)
+            elif found is None:
+                gone.append(index)
+            else:
+                counts.still_there += 1
+                kept.append(found)
     counts.undecided += len(undecided)
     if undecided:
         kept.append(loaded.as_loaded(rows.take(pa.array(undecided, pa.int64()))))

@@ -97,13 +97,26 @@ class ListEndpoint:
             while True:
                 page = self.page(number, {S.SEARCH_PARAM: term})
                 if record_id in page.ids:
-                    return page.records.slice(page.ids.index(record_id), 1)
+                    row = page.records.slice(page.ids.index(record_id), 1)
+                    return row if self._in_view(row) else None
                 if page.size < self.per_page:
                     break
                 number += 1
                 if number > S.LOOKUP_MAX_PAGES:
                     raise LookupInconclusive(record_id, f"{term!r} matches too many records")
         return None
+
+
+    def _in_view(self, row: pa.Table) -> bool:
+        """Whether a record found by a lookup is in this endpoint's filtered view. The status
+        filter is sent with the lookup; a configured ``search`` filter cannot be (the lookup's
+        term takes its place), so it is checked here: the filter's text in any text field (a
+        little wider than the API's name/email/company: in doubt a record is kept)."""
+        needle = self.filters.get(S.SEARCH_PARAM)
+        if not needle:
+            return True
+        values = row.to_pylist()[0].values()
+        return any(isinstance(v, str) and needle.lower() in v.lower() for v in values)
 
 
 class LookupInconclusive(Exception):

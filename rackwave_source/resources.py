@@ -56,7 +56,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     flagged = 0
     if run.plan.full_scan:
         for table in reconcile(endpoint, scan, spec.lookup_fields, flag, run.started_at,
-                               deletions):
+                               deletions, options.concurrency):
             flagged += _newly_flagged(table, run)
             yield from batch.add(table)
     yield from batch.flush(empty_table(spec.columns, extra))

@@ -77,6 +77,7 @@ class Scan:
         self._first: Optional[Page] = None
         self._quarantined: Set[str] = set()
         self._main_repeats = 0
+        self._main_listed = 0
         self._latest_at = 0.0  # the total of the page answered last
         self._latest_total = 0
 
@@ -163,6 +164,7 @@ class Scan:
             self.counts.repeats += fresh.count(False)
         if main:
             self._main_repeats += fresh.count(False)
+            self._main_listed += page.size
         records = page.records
         kept = sum(keep)
         if kept < len(keep):
@@ -204,10 +206,13 @@ class Scan:
 
     def _proven_quiet(self, again: Page) -> bool:
         """Nothing was created or deleted while the scan paged (coverage.py explains why these
-        facts prove it): page 1 is unchanged, every page had the same total, and no page
-        overlapped its neighbour."""
+        facts prove it): page 1 is unchanged, every page had the same total, no page overlapped
+        its neighbour, and the pages listed at least as many records as the total says (a page
+        cut short by the API would otherwise pass for the end of the list)."""
         first = self._first
         if first is None or again.ids != first.ids or again.total != first.total:
+            return False
+        if self._main_listed < first.total:
             return False
         if any(obs.total != first.total for obs in self._main):
             return False

@@ -165,3 +165,26 @@ def test_records_deleted_below_the_read_position_cost_a_reread_only(sandbox_fact
 
     assert loader.ids("leads") == sandbox_ids(server, "leads")
     assert loader.last_run("leads", result)["rows_recovered"] == 0
+
+
+def test_a_page_the_api_cuts_short_removes_no_record_it_left_out(sandbox, make_loader):
+    # Page 2 comes back with half its records (an API bug): the scan takes it for the end of
+    # the list. The records it never saw are looked up before anything is removed: all still
+    # there, they stay; the one really deleted goes.
+    loader = make_loader(sandbox, concurrency=1)
+    loader.run(resources=["leads"])
+    records = sandbox.admin.records("leads")
+    gone = records[5]["id"]
+    sandbox.admin.delete("leads", gone)
+    records = sandbox.admin.records("leads")
+    half = {"data": records[100:150], "meta": {"total": len(records), "per_page": 100,
+                                               "current_page": 2, "last_page": 3}}
+    sandbox.admin.add_faults([{"kind": "body", "body": half, "path": "/v1/leads", "page": 2}])
+
+    result = loader.run(resources=["leads"], full_scan=True)
+
+    assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
+    run = loader.last_run("leads", result)
+    assert run["quiet"] is False  # 150 records listed, the total says 249
+    assert (run["deletion_candidates"], run["still_there"], run["deletions_confirmed"]) == (
+        100, 99, 1)
