@@ -67,15 +67,16 @@ def concurrent_pass(
 ) -> Iterator[Page]:
     """Every page after ``first`` (page 1), read by up to ``concurrency`` workers in blocks.
 
-    Yields pages as runs of them arrive. At most ``2 * concurrency`` runs wait for the
-    caller, so memory stays bounded whatever the account's size. A worker stops early once its
+    Yields pages as runs of them arrive. At most ``concurrency + 2`` runs are held (two queued,
+    one per worker waiting to hand its run over), so memory stays bounded whatever the account's
+    size. A worker stops early once its
     pages reach below ``stop_below_us`` (``start_date``). Closing the generator (an early stop or
     an error) stops the workers before their next request.
     """
     if first.size < endpoint.per_page:
         return
     blocks = plan_blocks(2, max(2, first.last_page), max(1, concurrency))
-    out: "queue.Queue[_Item]" = queue.Queue(maxsize=2 * max(1, concurrency))
+    out: "queue.Queue[_Item]" = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def put(item: _Item) -> None:
