@@ -8,12 +8,13 @@ message and no API call. Each error names the setting, what is wrong, and the ac
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from . import settings as S
@@ -218,6 +219,20 @@ def validate_rate(value: object) -> Optional[float]:
     return rate
 
 
+def validate_wait(value: object) -> float:
+    """Seconds one request may spend waiting on 429 answers: a number of 0 or more."""
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if isinstance(value, bool) or not seconds >= 0:
+        raise ConfigurationError(
+            "max_rate_limit_wait", f"{value!r} is not a number of seconds",
+            f"Use a number of seconds of 0 or more; {S.MAX_RATE_LIMIT_WAIT_S:.0f} is the default.",
+        )
+    return seconds
+
+
 def validate_ca_bundle(value: Optional[str]) -> Optional[str]:
     """A PEM file of certificate authorities to trust instead of the default bundle."""
     if value is None or not str(value).strip():
@@ -231,3 +246,40 @@ def validate_ca_bundle(value: Optional[str]) -> Optional[str]:
             "company's TLS-inspecting proxy), or leave it unset for the default bundle.",
         )
     return path
+
+
+def unknown_settings(known: Collection[str], allowed_sections: Collection[str] = ()) -> List[str]:
+    """One message per key under ``[sources.rackwave]`` (config.toml, secrets.toml) or
+    ``SOURCES__RACKWAVE__*`` that is no setting, naming where it is and the closest setting.
+
+    dlt ignores such keys silently, so a misspelled ``perpage = 50`` would change nothing. These
+    are warnings, not errors: a key meant for another version of the connector must not stop a
+    scheduled load. Subsections (``[sources.rackwave.leads]``) are dlt's own and pass.
+    """
+    import dlt
+
+    found: Dict[str, str] = {}
+    prefix = f"SOURCES__{S.SOURCE_NAME.upper()}__"
+    for name in os.environ:
+        if name.upper().startswith(prefix) and "__" not in name[len(prefix):]:
+            found.setdefault(name[len(prefix):].lower(), f"environment variable {name}")
+    for provider in dlt.config.config_providers:
+        if not provider.supports_sections or provider.name.startswith("Environment"):
+            continue
+        try:
+            section, _ = provider.get_value(S.SOURCE_NAME, Any, None, "sources")
+        except Exception:  # noqa: BLE001 - a provider that cannot answer has nothing to report
+            continue
+        if isinstance(section, Mapping):
+            for key, value in section.items():
+                if not isinstance(value, Mapping):
+                    found.setdefault(str(key).lower(),
+                                     f"[sources.{S.SOURCE_NAME}] in {provider.name}")
+    messages = []
+    for key, where in sorted(found.items()):
+        if key in known or key in allowed_sections:
+            continue
+        close = difflib.get_close_matches(key, list(known), n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"the settings are: {', '.join(known)}."
+        messages.append(f"Unknown Rackwave setting `{key}` ({where}) is ignored: {hint}")
+    return messages

@@ -104,6 +104,30 @@ MAX_RATE_LIMIT_WAIT_S = 600.0
 # Retry-After is documented in seconds; a missing or unparsable header waits this long.
 DEFAULT_RETRY_AFTER_S = 1.0
 
+# Every setting of [sources.rackwave], with the values it accepts: what a message names when a
+# value has the wrong type, and how a misspelled key is recognised (tests/test_config.py checks
+# this table against the source's parameters).
+SETTINGS: Dict[str, str] = {
+    "client_id": "the API client id (a secret)",
+    "client_secret": "the API client secret (a secret)",
+    "environment": "production or sandbox",
+    "base_url": "an https URL (http only to loopback)",
+    "per_page": "a whole number from 1 to 100",
+    "start_date": "an ISO 8601 date or timestamp, e.g. 2026-01-31",
+    "lookback": "a duration: seconds, or a number with s, m, h, d or w, e.g. 1h",
+    "full_scan_every": "a duration (e.g. 24h), or never",
+    "full_scan": "true or false",
+    "deleted_records": "delete or flag",
+    "bad_records": "fail or quarantine",
+    "lead_status": "new, contacted, qualified, won or lost",
+    "lead_search": "any text",
+    "max_rate_limit_wait": "a number of seconds",
+    "concurrency": "a whole number from 1 to 64",
+    "max_requests_per_second": "a positive number",
+    "ca_bundle": "the path of a PEM file",
+    "schema_contract": "evolve or freeze",
+}
+
 # Hosts that may be reached over plain HTTP (the sandbox, local tests). Anything else needs HTTPS.
 LOOPBACK_HOSTS: Tuple[str, ...] = ("localhost", "::1")
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+import logging
+from typing import Any, Optional, Sequence
 
 import dlt
+from dlt.common.configuration.exceptions import (
+    ConfigValueCannotBeCoercedException,
+    ValueNotSecretException,
+)
 from dlt.extract.resource import DltResource
+from dlt.extract.source import DltSource
 
 from . import settings as S
 from .client import RackwaveClient
@@ -15,27 +21,57 @@ from .options import (
     parse_timestamp,
     require_secret,
     resolve_base_url,
+    unknown_settings,
     validate_ca_bundle,
     validate_choice,
     validate_concurrency,
     validate_per_page,
     validate_rate,
+    validate_wait,
 )
+from .exceptions import ConfigurationError
 from .resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
+logger = logging.getLogger("rackwave_source")
+
+
+def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
+    """Rackwave leads and contacts, loaded incrementally and merged on ``id`` (see
+    :func:`_rackwave_source` for every setting).
+
+    dlt fills the settings from ``.dlt/*.toml`` and the environment before the source runs; a
+    value it cannot read as the setting's type (``SOURCES__RACKWAVE__PER_PAGE=abc``) is turned
+    here into a :class:`ConfigurationError` naming the setting and the values it accepts.
+    """
+    try:
+        return _rackwave_source(*args, **kwargs)
+    except ConfigValueCannotBeCoercedException as exc:
+        raise ConfigurationError(
+            exc.field_name, f"{exc.field_value!r} cannot be read as its type",
+            f"It takes {S.SETTINGS.get(exc.field_name, str(exc.hint))}.",
+        ) from None
+    except ValueNotSecretException as exc:
+        setting = str(exc.key).rsplit(".", 1)[-1]
+        raise ConfigurationError(
+            setting, f"it is in {exc.provider_name}, which dlt does not let hold secrets",
+            f"Move it to .dlt/secrets.toml under [sources.{S.SOURCE_NAME}] or to the "
+            f"environment variable SOURCES__{S.SOURCE_NAME.upper()}__{setting.upper()}.",
+        ) from None
 
 
 @dlt.source(name=S.SOURCE_NAME, section=S.SOURCE_NAME)
-def rackwave_source(
+def _rackwave_source(
     client_id: str = dlt.secrets.value,
     client_secret: str = dlt.secrets.value,
     environment: str = S.DEFAULT_ENVIRONMENT,
     base_url: Optional[str] = None,
     per_page: int = S.DEFAULT_PER_PAGE,
     start_date: Optional[str] = None,
-    lookback: Union[str, int] = S.DEFAULT_LOOKBACK,
-    full_scan_every: Optional[Union[str, int]] = S.DEFAULT_FULL_SCAN_EVERY,
+    # Optional[str], not Union[str, int]: dlt makes no config field of a Union, and would ignore
+    # `lookback` in config.toml or SOURCES__RACKWAVE__LOOKBACK. Numbers arrive as text.
+    lookback: Optional[str] = S.DEFAULT_LOOKBACK,
+    full_scan_every: Optional[str] = S.DEFAULT_FULL_SCAN_EVERY,
     full_scan: bool = False,
     deleted_records: str = S.DEFAULT_DELETED_RECORDS,
     bad_records: str = S.DEFAULT_BAD_RECORDS,
@@ -76,6 +112,8 @@ def rackwave_source(
         schema_contract: ``evolve``: new fields become columns, a changed type a variant column;
             ``freeze``: either fails the run with a ``SchemaContractError``.
     """
+    for message in unknown_settings(S.SETTINGS, S.RESOURCE_NAMES):
+        logger.warning(message)
     every = None
     if full_scan_every is not None and str(full_scan_every).strip().lower() not in _NEVER:
         every = parse_duration("full_scan_every", full_scan_every)
@@ -94,7 +132,7 @@ def rackwave_source(
         or S.DEFAULT_BAD_RECORDS,
         lead_status=validate_choice("lead_status", lead_status, S.LEAD_STATUSES),
         lead_search=(lead_search or None),
-        max_rate_limit_wait=float(max_rate_limit_wait),
+        max_rate_limit_wait=validate_wait(max_rate_limit_wait),
         concurrency=validate_concurrency(concurrency),
         max_requests_per_second=validate_rate(max_requests_per_second),
         ca_bundle=validate_ca_bundle(ca_bundle),

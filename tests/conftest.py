@@ -58,7 +58,15 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
     monkeypatch.chdir(tmp_path)
+    _reload_dlt_settings()  # dlt read .dlt/*.toml of another folder (another test) before
     return tmp_path
+
+
+def _reload_dlt_settings() -> None:
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    Container()[PluggableRunContext].reload()
 
 
 LoaderFactory = Callable[..., Loader]

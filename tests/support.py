@@ -150,3 +150,14 @@ def sandbox_ids(server: Any, kind: str) -> List[str]:
 
 def page_requests(server: Any, kind: str) -> int:
     return int(server.admin.requests(f"GET /v1/{kind}"))
+
+
+def write_dlt_settings(folder: Path, name: str, text: str) -> None:
+    """Writes ``folder/.dlt/<name>`` (config.toml, secrets.toml) and makes dlt read it again, as
+    a new process would (dlt reads its files once per process)."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    (folder / ".dlt").mkdir(exist_ok=True)
+    (folder / ".dlt" / name).write_text(text)
+    Container()[PluggableRunContext].reload()
