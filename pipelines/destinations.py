@@ -20,12 +20,9 @@ Whatever is configured in dlt's own settings (a loader file format, a replace st
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Optional
 
 import dlt
-import pyarrow as pa
-from dlt.common.json import json
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
@@ -43,7 +40,7 @@ LAKE_FORMAT_KEY = "destination.filesystem.lake_format"
 LOADER_FORMAT_KEY = "normalize.loader_file_format"  # dlt's own setting; it wins when set
 LOADER_FILE_FORMATS: Dict[str, TLoaderFileFormat] = {
     "filesystem": "parquet",  # Delta tables are parquet files
-    "postgres": "csv",  # with json_as_text (see apply_layout)
+    "postgres": "csv",  # list columns as JSON text: the source does it (arrow_shape.json_as_text)
     "bigquery": "jsonl",
     "snowflake": "jsonl",
 }
@@ -154,34 +151,10 @@ def loader_file_format(destination: str) -> Optional[TLoaderFileFormat]:
     return LOADER_FILE_FORMATS.get(destination)
 
 
-def json_as_text(item: Any) -> Any:
-    """Arrow list/struct columns as JSON text, for loaders that write CSV (Postgres' COPY parses
-    the text into the ``jsonb`` column). Columns converted are hinted ``json``, so a list field
-    the API adds later is ``jsonb`` here as it is ``json`` everywhere else."""
-    if not isinstance(item, pa.Table):
-        return item
-    converted: Dict[str, Any] = {}
-    for index, field in enumerate(item.schema):
-        if pa.types.is_list(field.type) or pa.types.is_struct(field.type):
-            values = [None if v is None else json.dumps(v) for v in item.column(index).to_pylist()]
-            item = item.set_column(index, field.name, pa.array(values, pa.string()))
-            converted[field.name] = {"data_type": "json"}
-    if not converted:
-        return item
-    return dlt.mark.with_hints(item, dlt.mark.make_hints(columns=converted))
-
-
-class QuietJsonAsText(logging.Filter):
-    """dlt warns, at every Postgres run, that Arrow column types differ from the schema's: that is
-    the JSON text :func:`json_as_text` hands its CSV writer for ``jsonb`` columns, on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "when merging arrow schema with dlt schema" not in record.getMessage()
-
-
 def apply_layout(source: DltSource, destination: str) -> None:
     """What a warehouse needs of the resources: BigQuery's partitioning and clustering,
-    Snowflake's clustering, and for Postgres' CSV loader JSON columns handed over as text."""
+    Snowflake's clustering. (Postgres' JSON columns as text for its CSV loader: the source does
+    that itself, see ``rackwave_source.resources``.)"""
     if destination == "bigquery":
         from dlt.destinations.adapters import bigquery_adapter
 
@@ -189,11 +162,6 @@ def apply_layout(source: DltSource, destination: str) -> None:
             # cluster=None (no clustering) is dlt's default, hinted ``TColumnNames = None``
             bigquery_adapter(resource, partition=BIGQUERY_PARTITION,
                              cluster=CLUSTER_COLUMNS.get(name))  # type: ignore[arg-type]
-    elif destination == "postgres" and (
-            dlt.config.get(LOADER_FORMAT_KEY) or loader_file_format(destination)
-    ) == "csv":  # CSV, ours or configured, cannot carry Arrow lists
-        for resource in source.selected_resources.values():
-            resource.add_map(json_as_text)
     elif destination == "snowflake":
         for name, resource in source.selected_resources.items():
             if name in CLUSTER_COLUMNS:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 import time
@@ -47,7 +46,6 @@ from rackwave_source.exceptions import (
 from pipelines.destinations import (
     DESTINATIONS,
     LAKE_FORMATS,
-    QuietJsonAsText,
     apply_layout,
     is_unreachable,
     lake_format,
@@ -184,9 +182,6 @@ def run_pipeline(
     if full_scan:
         request.record()  # owed until a full scan finishes, even if this run is killed
     apply_layout(source, destination)
-    if destination == "postgres" and not any(
-            isinstance(f, QuietJsonAsText) for f in logging.getLogger("dlt").filters):
-        logging.getLogger("dlt").addFilter(QuietJsonAsText())
 
     # Records arrive as Arrow tables; ask dlt to stamp each row with its load id, as it does for
     # dicts, so dbt models can select what a load brought (a configured value wins).

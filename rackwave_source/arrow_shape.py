@@ -12,7 +12,7 @@ for dicts); an extra field that is null on a whole page is absent from that page
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Set
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -219,3 +219,19 @@ def empty_table(columns: TColumns, extra: Optional[TColumns] = None) -> pa.Table
     (which have no ``_dlt_id``) then fail the load.
     """
     return arrow_schema({**columns, **(extra or {})}).empty_table()
+
+
+def json_as_text(table: pa.Table) -> Tuple[pa.Table, TColumns]:
+    """List and struct columns as JSON text, and the ``json`` hints for them.
+
+    For destinations whose loader writes CSV (Postgres, dlt's choice for Arrow items there):
+    CSV cannot carry Arrow lists, and Postgres' COPY parses the text into the ``jsonb`` column.
+    The hint keeps a list field the API adds later ``jsonb`` here as it is ``json`` elsewhere.
+    """
+    converted: TColumns = {}
+    for index, field in enumerate(table.schema):
+        if pa.types.is_list(field.type) or pa.types.is_struct(field.type):
+            values = [None if v is None else json.dumps(v) for v in table.column(index).to_pylist()]
+            table = table.set_column(index, field.name, pa.array(values, pa.string()))
+            converted[field.name] = {"data_type": "json"}
+    return table, converted

@@ -7,6 +7,7 @@ settle the records it did not see (``deletions.py``); record the run in the stat
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Iterator
 
 import dlt
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
 from . import settings as S
-from .arrow_shape import ArrowBatch, empty_table
+from .arrow_shape import ArrowBatch, empty_table, json_as_text
 from .client import RackwaveClient
 from .decode import PageReader
 from .deletions import DELETED_AT, DELETED_AT_COLUMN, DeletionCounts, reconcile
@@ -47,7 +48,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     endpoint = _endpoint(spec, client, options)
     http_before = client.stats(spec.path)
     scan = Scan(endpoint, run.plan, options.concurrency)
-    batch = _Batches()
+    batch = _Batches(_writes_csv_json())
     for kept in scan.pages():
         if kept.rejected:
             yield quarantine_item(kept.rejected, run.started_at)
@@ -68,23 +69,54 @@ class _Batches:
     """Page tables gathered into dlt items (``ArrowBatch``); a run with no record at all yields
     one empty table, so the table exists with its columns (or a full scan empties it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, json_text: bool) -> None:
         self._batch = ArrowBatch()
         self._yielded = False
+        self._json_text = json_text
 
-    def add(self, table: pa.Table) -> Iterator[pa.Table]:
+    def add(self, table: pa.Table) -> Iterator[Any]:
         if table.num_rows:
             full = self._batch.add(table)
             if full is not None:
                 self._yielded = True
-                yield full
+                yield self._item(full)
 
-    def flush(self, empty: pa.Table) -> Iterator[pa.Table]:
+    def flush(self, empty: pa.Table) -> Iterator[Any]:
         rest = self._batch.flush()
         if rest is not None:
-            yield rest
+            yield self._item(rest)
         elif not self._yielded:
-            yield empty
+            yield self._item(empty)
+
+    def _item(self, table: pa.Table) -> Any:
+        if not self._json_text:
+            return table
+        table, hints = json_as_text(table)
+        return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=hints)) if hints else table
+
+
+def _writes_csv_json() -> bool:
+    """Whether the pipeline loads Postgres, whose loader takes Arrow items as CSV: list columns
+    (``tags``) then travel as JSON text (``arrow_shape.json_as_text``). Decided here, in the source,
+    so a plain ``pipeline.run(rackwave_source())`` into Postgres works with dlt's defaults."""
+    try:
+        destination = dlt.current.pipeline().destination
+    except Exception:  # noqa: BLE001 - iterated outside a pipeline
+        return False
+    if destination is None or not destination.destination_type.endswith(".postgres"):
+        return False
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, _QuietJsonText) for f in dlt_logger.filters):
+        dlt_logger.addFilter(_QuietJsonText())
+    return True
+
+
+class _QuietJsonText(logging.Filter):
+    """dlt warns at every Postgres load that Arrow column types differ from the schema's: that is
+    the JSON text handed to its CSV writer for ``jsonb`` columns, on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "when merging arrow schema with dlt schema" not in record.getMessage()
 
 
 def _endpoint(spec: S.ResourceSpec, client: RackwaveClient,

@@ -216,3 +216,25 @@ def test_deleted_records_can_be_flagged_in_plain_parquet_files(sandbox, make_loa
 
     assert loader.row("leads", gone["id"])["_rackwave_deleted_at"] is not None
     assert loader.count("leads") == len(sandbox_ids(sandbox, "leads")) + 1
+
+
+def test_plain_dlt_code_loads_postgres_with_dlts_defaults(sandbox, postgres_server, tmp_path):
+    # A user's own pipeline, no settings of ours: Arrow items reach Postgres through dlt's CSV
+    # writer, which cannot carry the `tags` list; the source hands it over as JSON text itself.
+    import dlt
+
+    from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    from rackwave_source import rackwave_source
+
+    with postgres_server.database() as dsn:
+        warehouse = PostgresWarehouse(dsn)
+        pipeline = dlt.pipeline("plain", destination=dlt.destinations.postgres(dsn),
+                                dataset_name="rackwave", pipelines_dir=str(tmp_path / "p"))
+        source = rackwave_source(base_url=sandbox.base_url, client_id=DEMO_CLIENT_ID,
+                                 client_secret=DEMO_CLIENT_SECRET)
+
+        pipeline.run(source)
+
+        loader = Loader(server=sandbox, workdir=tmp_path, warehouse=warehouse)
+        assert_equals_api(loader, sandbox)
+        assert warehouse.columns("leads")["tags"] == "json"
