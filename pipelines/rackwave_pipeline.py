@@ -65,7 +65,6 @@ DEFAULT_DUCKDB_FILE = "rackwave_data.duckdb"
 SANDBOX_LEADS = 10_000
 SANDBOX_CONTACTS = 5_000
 EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
-ADD_LOAD_ID_KEY = "normalize.parquet_normalizer.add_dlt_load_id"
 
 
 @dataclass
@@ -183,10 +182,6 @@ def run_pipeline(
         request.record()  # owed until a full scan finishes, even if this run is killed
     apply_layout(source, destination)
 
-    # Records arrive as Arrow tables; ask dlt to stamp each row with its load id, as it does for
-    # dicts, so dbt models can select what a load brought (a configured value wins).
-    if dlt.config.get(ADD_LOAD_ID_KEY) is None:
-        dlt.config[ADD_LOAD_ID_KEY] = True
     duckdb_file = own_duckdb_file(destination, duckdb_path)
     fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)
     # dlt hints its optional arguments as ``str = None`` (implicit Optional), which mypy reads

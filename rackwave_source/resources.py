@@ -11,6 +11,7 @@ import logging
 from typing import Any, Dict, Iterator
 
 import dlt
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
@@ -25,7 +26,7 @@ from .options import ValidatedOptions
 from .quarantine import QUARANTINE_TABLE, quarantine_item
 from .scan import Scan
 from .scan_run import ScanRun
-from .schema import QUARANTINE_COLUMNS
+from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS
 
 
 def read_records(spec: S.ResourceSpec, client: RackwaveClient,
@@ -89,10 +90,26 @@ class _Batches:
             yield self._item(empty)
 
     def _item(self, table: pa.Table) -> Any:
+        table = _with_load_id(table)
         if not self._json_text:
             return table
         table, hints = json_as_text(table)
         return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=hints)) if hints else table
+
+
+def _with_load_id(table: pa.Table) -> pa.Table:
+    """Every row stamped with the id of the load that brings it (``_dlt_load_id``), as dlt stamps
+    rows it builds from dicts, so dbt models can select what a load brought. Done here, not by
+    dlt's ``add_dlt_load_id`` setting, so a user's own pipeline gets it too."""
+    try:
+        load_id = dlt.current.load_package_state()["load_id"]
+    except Exception:  # noqa: BLE001 - iterated outside a pipeline: no load
+        return table
+    if LOAD_ID in table.column_names:
+        table = table.drop_columns([LOAD_ID])
+    ids = pa.DictionaryArray.from_arrays(
+        pa.array(np.zeros(table.num_rows, dtype=np.int8)), pa.array([load_id]))
+    return table.append_column(pa.field(LOAD_ID, ids.type, nullable=False), ids)
 
 
 def _writes_csv_json() -> bool:
@@ -159,6 +176,6 @@ def make_resource(spec: S.ResourceSpec, client: RackwaveClient,
     resource.apply_hints(table_name=QUARANTINE_TABLE, create_table_variant=True,
                          write_disposition="append", columns=QUARANTINE_COLUMNS)
     resource.apply_hints(primary_key=S.PRIMARY_KEY, write_disposition="merge",
-                         columns=spec.columns)
+                         columns={**spec.columns, **LOAD_ID_COLUMN})
     return resource
 

@@ -60,6 +60,13 @@ CONTACT_COLUMNS: TColumns = {
     "updated_at": _UPDATED_AT,
 }
 
+# The load that brought each row (resources.py stamps it on every Arrow table, as dlt does for
+# dicts); declared after the API's columns, where dlt puts it.
+LOAD_ID = "_dlt_load_id"
+LOAD_ID_COLUMN: TColumns = {LOAD_ID: {
+    "data_type": "text", "nullable": False, "precision": 64,
+    "description": "Load identifier linking this row to its load operation"}}
+
 # bad_records = "quarantine": one row per record that broke the API contract, with the reason.
 QUARANTINE_COLUMNS: TColumns = {
     "resource": _text(nullable=False),
