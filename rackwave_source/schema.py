@@ -24,7 +24,7 @@ def _timestamp(nullable: bool = True) -> TColumnSchema:
 
 
 _ID: TColumnSchema = {"data_type": "text", "nullable": False, "primary_key": True}
-# A run keeps each id once (see incremental.RowFilter), so no dedup_sort hint is needed: dlt
+# A run keeps each id once (see coverage.py: repeats), so no dedup_sort hint is needed: dlt
 # would also warn about it on every full scan, which replaces instead of merging.
 _UPDATED_AT: TColumnSchema = {"data_type": "timestamp", "nullable": True}
 _TAGS: TColumnSchema = {"data_type": "json", "nullable": True}
