@@ -78,9 +78,9 @@ def make_loader(tmp_path: Path) -> LoaderFactory:
     (into a DuckDB file, or into ``warehouse=``)."""
 
     def make(server: RunningServer, pipeline_name: str = "rackwave",
-             warehouse: Any = None, **options: Any) -> Loader:
+             warehouse: Any = None, via: str = "command", **options: Any) -> Loader:
         return Loader(server=server, workdir=tmp_path, pipeline_name=pipeline_name,
-                      options=options, warehouse=warehouse)
+                      options=options, warehouse=warehouse, via=via)
 
     return make
 
@@ -119,6 +119,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["command", "dlt"])
+def via(request: pytest.FixtureRequest) -> str:
+    """The same story through the `rackwave` command and through a user's own plain dlt code."""
+    return str(request.param)
 
 
 @pytest.fixture(params=WAREHOUSES)

@@ -83,6 +83,9 @@ class Loader:
     client_secret: str = DEMO_CLIENT_SECRET
     options: Dict[str, Any] = field(default_factory=dict)
     warehouse: Optional[Warehouse] = None
+    #: "command": through the `rackwave` command's run_pipeline; "dlt": a user's own plain
+    #: `dlt.pipeline(...).run(rackwave_source(...))`, with dlt's defaults and no settings of ours
+    via: str = "command"
 
     @property
     def target(self) -> Warehouse:
@@ -103,6 +106,8 @@ class Loader:
         saved = {name: os.environ.get(name) for name in target.settings()}
         os.environ.update(target.settings())
         try:
+            if self.via == "dlt":
+                return self._run_plain_dlt(source_options, **kwargs)
             return run_pipeline(
                 destination=kwargs.pop("destination", target.name),
                 base_url=kwargs.pop("base_url", self.server.base_url),
@@ -120,6 +125,31 @@ class Loader:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+
+    def _run_plain_dlt(self, source_options: Dict[str, Any], resources: Optional[List[str]] = None,
+                       full_scan: bool = False) -> RunResult:
+        """What a user's own code does: a pipeline with dlt's defaults, the source, run."""
+        import time
+
+        import dlt
+
+        from pipelines.summary import count_rows, summarize
+        from rackwave_source import RESOURCES, rackwave_source
+
+        target = self.target
+        destination: Any = (dlt.destinations.duckdb(str(self.duckdb_path))
+                            if target.name == "duckdb" else target.name)
+        pipeline = dlt.pipeline(self.pipeline_name, destination=destination,
+                                dataset_name=DATASET, pipelines_dir=str(self.pipelines_dir))
+        selected = list(resources or RESOURCES)
+        source = rackwave_source(base_url=self.server.base_url, client_id=self.client_id,
+                                 client_secret=self.client_secret, full_scan=full_scan,
+                                 **source_options).with_resources(*selected)
+        before = count_rows(pipeline, selected) if pipeline.default_schema_name else None
+        started = time.monotonic()
+        pipeline.run(source, table_format="delta" if target.name == "filesystem" else None)
+        return RunResult(pipeline, summarize(pipeline, selected, before),
+                         time.monotonic() - started, target.name, DATASET)
 
     def query(self, sql: str, *params: Any) -> List[Tuple[Any, ...]]:
         return self.target.query(sql, *params)[1]

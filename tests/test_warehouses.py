@@ -19,8 +19,8 @@ from warehouses import DeltaWarehouse, DuckDBWarehouse, ParquetWarehouse, Postgr
 
 
 
-def test_first_load_holds_exactly_the_api_records(sandbox, make_loader, warehouse):
-    loader = make_loader(sandbox, warehouse=warehouse)
+def test_first_load_holds_exactly_the_api_records(sandbox, make_loader, warehouse, via):
+    loader = make_loader(sandbox, via=via, warehouse=warehouse)
 
     result = loader.run()
 
@@ -28,8 +28,8 @@ def test_first_load_holds_exactly_the_api_records(sandbox, make_loader, warehous
     assert [t.rows_after for t in result.tables] == [250, 120]  # the summary counts right there too
 
 
-def test_incremental_run_adds_what_is_new(sandbox, make_loader, warehouse):
-    loader = make_loader(sandbox, warehouse=warehouse)
+def test_incremental_run_adds_what_is_new(sandbox, make_loader, warehouse, via):
+    loader = make_loader(sandbox, via=via, warehouse=warehouse)
     loader.run()
     sandbox.admin.insert("leads", count=7)
     sandbox.admin.insert("contacts", count=3)
@@ -43,8 +43,8 @@ def test_incremental_run_adds_what_is_new(sandbox, make_loader, warehouse):
     assert_equals_api(loader, sandbox)
 
 
-def test_full_scan_applies_updates_and_deletes_and_shrinks_tags(sandbox, make_loader, warehouse):
-    loader = make_loader(sandbox, warehouse=warehouse)
+def test_full_scan_applies_updates_and_deletes_and_shrinks_tags(sandbox, make_loader, warehouse, via):
+    loader = make_loader(sandbox, via=via, warehouse=warehouse)
     leads = sandbox.admin.records("leads")
     tagged = leads[40]
     sandbox.admin.update("leads", tagged["id"], tags=["enterprise", "vip", "renewal"])
@@ -144,10 +144,10 @@ def test_each_warehouse_gets_its_layout_hints(sandbox, tmp_path, destination, ex
         assert marked == hints, f"{destination} {table}"
 
 
-def test_a_merge_that_shrinks_tags_leaves_exactly_the_current_tags(sandbox, make_loader, warehouse):
+def test_a_merge_that_shrinks_tags_leaves_exactly_the_current_tags(sandbox, make_loader, warehouse, via):
     # Incremental runs merge (a full scan replaces): a lead re-read within `lookback` after its
     # tags went from three to two must end with exactly those two, on every warehouse.
-    loader = make_loader(sandbox, warehouse=warehouse, lookback="1d")
+    loader = make_loader(sandbox, via=via, warehouse=warehouse, lookback="1d")
     loader.run(resources=["leads"])
     (lead,) = sandbox.admin.insert("leads", [{"name": "Tag Shrink", "email": "shrink@example.com",
                                               "tags": ["a", "b", "c"]}])
@@ -162,8 +162,8 @@ def test_a_merge_that_shrinks_tags_leaves_exactly_the_current_tags(sandbox, make
     assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
 
 
-def test_deleted_records_can_be_flagged_on_every_warehouse(sandbox, make_loader, warehouse):
-    loader = make_loader(sandbox, warehouse=warehouse, deleted_records="flag")
+def test_deleted_records_can_be_flagged_on_every_warehouse(sandbox, make_loader, warehouse, via):
+    loader = make_loader(sandbox, via=via, warehouse=warehouse, deleted_records="flag")
     loader.run()
     gone = sandbox.admin.records("leads")[12]
     sandbox.admin.delete("leads", gone["id"])
@@ -179,8 +179,8 @@ def test_deleted_records_can_be_flagged_on_every_warehouse(sandbox, make_loader,
 
 
 def test_a_list_field_the_api_adds_later_is_json_on_every_warehouse(sandbox, make_loader,
-                                                                    warehouse):
-    loader = make_loader(sandbox, warehouse=warehouse)
+                                                                    warehouse, via):
+    loader = make_loader(sandbox, via=via, warehouse=warehouse)
     loader.run(resources=["leads"])
     (lead,) = sandbox.admin.insert("leads", count=1)
     sandbox.admin.add_faults([{"kind": "tamper", "path": "/v1/leads", "page": 1, "count": 1,
