@@ -26,7 +26,6 @@ import dlt
 from dlt.common.destination import TLoaderFileFormat
 from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.extract.source import DltSource
 
 from rackwave_source.options import validate_choice
 from rackwave_source.exceptions import ConfigurationError, WarehouseUnavailableError
@@ -44,9 +43,6 @@ LOADER_FILE_FORMATS: Dict[str, TLoaderFileFormat] = {
     "bigquery": "jsonl",
     "snowflake": "jsonl",
 }
-#: BigQuery: one partition per day of creation; leads clustered by status
-BIGQUERY_PARTITION = "created_at"
-CLUSTER_COLUMNS: Dict[str, str] = {"leads": "status"}
 #: DuckDB's defaults (80 % of RAM, a thread per core) let its buffers grow with the table while
 #: it loads parquet: peak RSS went from 317 MB at 100,000 leads to 540 MB at 1,000,000. With these
 #: it stays flat and the 100,000-lead load is no slower (benchmarks/README.md); DuckDB spills to a
@@ -149,20 +145,3 @@ def loader_file_format(destination: str) -> Optional[TLoaderFileFormat]:
     if dlt.config.get(LOADER_FORMAT_KEY) is not None:
         return None  # configured: dlt applies it
     return LOADER_FILE_FORMATS.get(destination)
-
-
-def apply_layout(source: DltSource, destination: str) -> None:
-    """What a warehouse needs of the resources: BigQuery's partitioning and clustering,
-    Snowflake's clustering. (Postgres' JSON columns as text for its CSV loader: the source does
-    that itself, see ``rackwave_source.resources``.)"""
-    if destination == "bigquery":
-        from dlt.destinations.adapters import bigquery_adapter
-
-        for name, resource in source.selected_resources.items():
-            # cluster=None (no clustering) is dlt's default, hinted ``TColumnNames = None``
-            bigquery_adapter(resource, partition=BIGQUERY_PARTITION,
-                             cluster=CLUSTER_COLUMNS.get(name))  # type: ignore[arg-type]
-    elif destination == "snowflake":
-        for name, resource in source.selected_resources.items():
-            if name in CLUSTER_COLUMNS:
-                resource.apply_hints(columns={CLUSTER_COLUMNS[name]: {"cluster": True}})

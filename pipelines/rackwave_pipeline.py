@@ -46,7 +46,6 @@ from rackwave_source.exceptions import (
 from pipelines.destinations import (
     DESTINATIONS,
     LAKE_FORMATS,
-    apply_layout,
     is_unreachable,
     lake_format,
     loader_file_format,
@@ -180,7 +179,6 @@ def run_pipeline(
 
     if full_scan:
         request.record()  # owed until a full scan finishes, even if this run is killed
-    apply_layout(source, destination)
 
     duckdb_file = own_duckdb_file(destination, duckdb_path)
     fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)

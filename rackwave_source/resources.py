@@ -8,7 +8,7 @@ settle the records it did not see (``deletions.py``); record the run in the stat
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Tuple
 
 import dlt
 import numpy as np
@@ -26,7 +26,7 @@ from .options import ValidatedOptions
 from .quarantine import QUARANTINE_TABLE, quarantine_item
 from .scan import Scan
 from .scan_run import ScanRun
-from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS
+from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
 
 
 def read_records(spec: S.ResourceSpec, client: RackwaveClient,
@@ -44,8 +44,11 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     extra = DELETED_AT_COLUMN if flag else None
     # The run's hints travel on an empty list: a table item would lose them to a map that
     # re-wraps it with hints of its own (e.g. Postgres' JSON-as-text).
-    yield dlt.mark.with_hints(
-        [], dlt.mark.make_hints(write_disposition=run.write_disposition, columns=extra))  # type: ignore[arg-type]
+    layout, table_hints = _layout(spec)
+    columns = {**(extra or {}), **layout} or None  # {} would drop the declared columns' hints
+    yield dlt.mark.with_hints([], dlt.mark.make_hints(
+        write_disposition=run.write_disposition, columns=columns,  # type: ignore[arg-type]
+        additional_table_hints=table_hints or None))
     endpoint = _endpoint(spec, client, options)
     http_before = client.stats(spec.path)
     scan = Scan(endpoint, run.plan, options.concurrency)
@@ -112,15 +115,36 @@ def _with_load_id(table: pa.Table) -> pa.Table:
     return table.append_column(pa.field(LOAD_ID, ids.type, nullable=False), ids)
 
 
+def _destination_kind() -> str:
+    """The current pipeline's destination type (``postgres``, ``bigquery``...), or ``""``."""
+    try:
+        destination = dlt.current.pipeline().destination
+    except Exception:  # noqa: BLE001 - iterated outside a pipeline
+        return ""
+    return "" if destination is None else destination.destination_type.rsplit(".", 1)[-1]
+
+
+def _layout(spec: S.ResourceSpec) -> Tuple[TColumns, Dict[str, Any]]:
+    """What BigQuery and Snowflake need to lay a table out for its queries, as hints: BigQuery
+    partitions by the day of ``created_at`` and clusters on ``spec.cluster`` (as dlt's
+    ``bigquery_adapter`` would mark them), Snowflake clusters on ``spec.cluster``."""
+    kind = _destination_kind()
+    if kind == "bigquery":
+        columns: TColumns = {S.CURSOR_FIELD: {"x-bigquery-partition": True}}  # type: ignore[typeddict-unknown-key]
+        if spec.cluster is None:
+            return columns, {}
+        columns[spec.cluster] = {"x-bigquery-cluster": True}  # type: ignore[typeddict-unknown-key]
+        return columns, {"x-bigquery-cluster-columns": [spec.cluster]}
+    if kind == "snowflake" and spec.cluster is not None:
+        return {spec.cluster: {"cluster": True}}, {}
+    return {}, {}
+
+
 def _writes_csv_json() -> bool:
     """Whether the pipeline loads Postgres, whose loader takes Arrow items as CSV: list columns
     (``tags``) then travel as JSON text (``arrow_shape.json_as_text``). Decided here, in the source,
     so a plain ``pipeline.run(rackwave_source())`` into Postgres works with dlt's defaults."""
-    try:
-        destination = dlt.current.pipeline().destination
-    except Exception:  # noqa: BLE001 - iterated outside a pipeline
-        return False
-    if destination is None or not destination.destination_type.endswith(".postgres"):
+    if _destination_kind() != "postgres":
         return False
     dlt_logger = logging.getLogger("dlt")
     if not any(isinstance(f, _QuietJsonText) for f in dlt_logger.filters):

@@ -7,7 +7,7 @@ silent about are marked "assumed" and listed in the README, each one setting awa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from dlt.common.schema.typing import TSchemaContractDict
 
@@ -146,12 +146,15 @@ class ResourceSpec:
     columns: TColumns
     filters: Tuple[Tuple[str, str], ...] = ()
     lookup_fields: Tuple[Tuple[str, ...], ...] = ()
+    #: BigQuery and Snowflake cluster the table on this column (BigQuery also partitions every
+    #: table by the day of ``created_at``): queries filter leads by status.
+    cluster: Optional[str] = None
 
 
 RESOURCES: Tuple[ResourceSpec, ...] = (
     ResourceSpec("leads", LEADS_PATH, LEAD_COLUMNS,
                  filters=(("lead_status", "status"), ("lead_search", SEARCH_PARAM)),
-                 lookup_fields=(("email",), ("name",))),
+                 lookup_fields=(("email",), ("name",)), cluster="status"),
     # Assumed: contacts are searched on name, email and company like leads.
     ResourceSpec("contacts", CONTACTS_PATH, CONTACT_COLUMNS,
                  lookup_fields=(("email",), ("first_name", "last_name"))),

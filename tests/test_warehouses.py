@@ -124,13 +124,11 @@ def test_plain_parquet_files_refuse_an_incremental_run_and_equal_the_api_after_f
 def test_each_warehouse_gets_its_layout_hints(sandbox, tmp_path, destination, expected):
     import dlt
 
-    from pipelines.destinations import apply_layout
     from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
     from rackwave_source import rackwave_source
 
     source = rackwave_source(base_url=sandbox.base_url, client_id=DEMO_CLIENT_ID,
                              client_secret=DEMO_CLIENT_SECRET)
-    apply_layout(source, destination)
     pipeline = dlt.pipeline("layout", destination=destination, dataset_name="rackwave",
                             pipelines_dir=str(tmp_path / "pipelines"))
 
