@@ -13,14 +13,13 @@ from typing import Any, Dict, Iterator, Tuple
 import dlt
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
 from . import settings as S
 from .arrow_shape import ArrowBatch, empty_table, json_as_text
 from .client import RackwaveClient
 from .decode import PageReader
-from .deletions import DELETED_AT, DELETED_AT_COLUMN, DeletionCounts, reconcile
+from .deletions import DELETED_AT_COLUMN, DeletionCounts, reconcile
 from .endpoint import ListEndpoint
 from .options import ValidatedOptions
 from .quarantine import QUARANTINE_TABLE, quarantine_item
@@ -44,7 +43,8 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     extra = DELETED_AT_COLUMN if flag else None
     # The run's hints travel on an empty list: a table item would lose them to a map that
     # re-wraps it with hints of its own (e.g. Postgres' JSON-as-text).
-    layout, table_hints = _layout(spec)
+    destination = _destination_kind()
+    layout, table_hints = _layout(spec, destination)
     columns = {**(extra or {}), **layout} or None  # {} would drop the declared columns' hints
     yield dlt.mark.with_hints([], dlt.mark.make_hints(
         write_disposition=run.write_disposition, columns=columns,  # type: ignore[arg-type]
@@ -52,20 +52,19 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     endpoint = _endpoint(spec, client, options)
     http_before = client.stats(spec.path)
     scan = Scan(endpoint, run.plan, options.concurrency)
-    batch = _Batches(_writes_csv_json())
+    batch = _Batches(_writes_csv_json(destination))
     for kept in scan.pages():
         if kept.rejected:
             yield quarantine_item(kept.rejected, run.started_at)
         yield from batch.add(kept.records)
     deletions = DeletionCounts()
-    flagged = 0
     if run.plan.full_scan:
         for table in reconcile(endpoint, scan, spec.lookup_fields, flag, run.started_at,
                                deletions, options.concurrency):
-            flagged += _newly_flagged(table, run)
             yield from batch.add(table)
     yield from batch.flush(empty_table(spec.columns, extra))
     http_after = client.stats(spec.path)
+    flagged = deletions.confirmed if flag else 0  # each confirmed deletion is flagged now
     run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after}, flagged)
 
 
@@ -124,11 +123,10 @@ def _destination_kind() -> str:
     return "" if destination is None else destination.destination_type.rsplit(".", 1)[-1]
 
 
-def _layout(spec: S.ResourceSpec) -> Tuple[TColumns, Dict[str, Any]]:
+def _layout(spec: S.ResourceSpec, kind: str) -> Tuple[TColumns, Dict[str, Any]]:
     """What BigQuery and Snowflake need to lay a table out for its queries, as hints: BigQuery
     partitions by the day of ``created_at`` and clusters on ``spec.cluster`` (as dlt's
     ``bigquery_adapter`` would mark them), Snowflake clusters on ``spec.cluster``."""
-    kind = _destination_kind()
     if kind == "bigquery":
         columns: TColumns = {S.CURSOR_FIELD: {"x-bigquery-partition": True}}  # type: ignore[typeddict-unknown-key]
         if spec.cluster is None:
@@ -140,11 +138,11 @@ def _layout(spec: S.ResourceSpec) -> Tuple[TColumns, Dict[str, Any]]:
     return {}, {}
 
 
-def _writes_csv_json() -> bool:
+def _writes_csv_json(kind: str) -> bool:
     """Whether the pipeline loads Postgres, whose loader takes Arrow items as CSV: list columns
     (``tags``) then travel as JSON text (``arrow_shape.json_as_text``). Decided here, in the source,
     so a plain ``pipeline.run(rackwave_source())`` into Postgres works with dlt's defaults."""
-    if _destination_kind() != "postgres":
+    if kind != "postgres":
         return False
     dlt_logger = logging.getLogger("dlt")
     if not any(isinstance(f, _QuietJsonText) for f in dlt_logger.filters):
@@ -170,13 +168,6 @@ def _endpoint(spec: S.ResourceSpec, client: RackwaveClient,
     reader = PageReader(spec.name, spec.columns, quarantine=options.bad_records == "quarantine",
                         known_types=_destination_types(spec.name))
     return ListEndpoint(client, spec.path, reader, options.per_page, filters)
-
-
-def _newly_flagged(table: Any, run: ScanRun) -> int:
-    if DELETED_AT not in table.column_names:
-        return 0
-    when = pa.scalar(run.started_at, pa.timestamp("us", tz="UTC"))
-    return int(pc.sum(pc.equal(table.column(DELETED_AT), when)).as_py() or 0)
 
 
 def _destination_types(table: str) -> Dict[str, str]:

@@ -30,10 +30,9 @@ from .exceptions import ScanIncomplete
 from .paging import concurrent_pass, sequential_pass
 from .rereads import probe_top, walk_gap
 
-def id_hash(record_id: Any) -> int:
-    """An id's 64-bit hash (stable within one process, which is all a run needs): a scan of a
-    million records remembers what it saw in 8 MB."""
-    return hash(record_id)
+#: An id's 64-bit hash (stable within one process, which is all a run needs): a scan of a
+#: million records remembers what it saw in 8 MB.
+id_hash = hash
 
 
 @dataclass
@@ -160,10 +159,11 @@ class Scan:
             keep = fresh
         else:
             keep = [f and t >= since for f, t in zip(fresh, ts)]  # type: ignore[operator]
+        repeats = len(fresh) - sum(fresh)
         if not top:  # page 1 read again repeats what it still holds by design
-            self.counts.repeats += fresh.count(False)
+            self.counts.repeats += repeats
         if main:
-            self._main_repeats += fresh.count(False)
+            self._main_repeats += repeats
             self._main_listed += page.size
         records = page.records
         kept = sum(keep)
@@ -175,7 +175,7 @@ class Scan:
                 self.newest_us = newest
             if self.plan.full_scan:
                 ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
-                self.seen.extend(map(hash, ids))
+                self.seen.extend(map(id_hash, ids))
         self.counts.rows += kept
         if recovering:
             self.counts.recovered += kept

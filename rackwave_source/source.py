@@ -33,6 +33,7 @@ from .exceptions import ConfigurationError
 from .resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
+SECRET_SETTINGS = ("client_id", "client_secret")  # never echoed in a message
 logger = logging.getLogger("rackwave_source")
 
 
@@ -47,8 +48,9 @@ def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
     try:
         return _rackwave_source(*args, **kwargs)
     except ConfigValueCannotBeCoercedException as exc:
+        shown = "its value" if exc.field_name in SECRET_SETTINGS else repr(exc.field_value)
         raise ConfigurationError(
-            exc.field_name, f"{exc.field_value!r} cannot be read as its type",
+            exc.field_name, f"{shown} cannot be read as its type",
             f"It takes {S.SETTINGS.get(exc.field_name, str(exc.hint))}.",
         ) from None
     except ValueNotSecretException as exc:

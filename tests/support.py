@@ -46,13 +46,15 @@ def _loaded_value(name: str, value: Any) -> Any:
     return value
 
 
-def assert_equals_api(loader: "Loader", server: Any, kinds: Tuple[str, ...] = tuple(FIELDS)) -> None:
-    """Every table holds exactly the API's records: no id missing, extra or doubled, same values."""
+def assert_equals_api(loader: Any, server: Any, kinds: Tuple[str, ...] = tuple(FIELDS),
+                      dataset: str = "rackwave") -> None:
+    """Every table holds exactly the API's records: no id missing, extra or doubled, same values.
+    ``loader``: anything with ``query(sql)`` (a Loader, a Warehouse's rows)."""
     for kind in kinds:
         fields = FIELDS[kind]
         want = {r["id"]: tuple(api_value(r, f) for f in fields)
                 for r in server.admin.records(kind)}
-        rows = loader.query(f"SELECT id, {', '.join(fields)} FROM rackwave.{kind}")
+        rows = loader.query(f"SELECT id, {', '.join(fields)} FROM {dataset}.{kind}")
         ids = [row[0] for row in rows]
         assert len(ids) == len(set(ids)), f"{kind}: ids loaded more than once"
         got = {row[0]: tuple(_loaded_value(f, v) for f, v in zip(fields, row[1:])) for row in rows}
@@ -191,3 +193,17 @@ def write_dlt_settings(folder: Path, name: str, text: str) -> None:
     (folder / ".dlt").mkdir(exist_ok=True)
     (folder / ".dlt" / name).write_text(text)
     Container()[PluggableRunContext].reload()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def command_environment(dlt_data_dir: Path, **extra: str) -> Dict[str, str]:
+    """The environment of a `rackwave` process a scheduler starts: no settings leaking in from
+    this one, its own dlt folder, the repository importable, and ``extra``."""
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("SOURCES__", "RUNTIME__", "DESTINATION__"))}
+    environment.update({"DLT_DATA_DIR": str(dlt_data_dir), "PYTHONPATH": str(REPO),
+                        "RUNTIME__DLTHUB_TELEMETRY": "false"})
+    environment.update(extra)
+    return environment

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,17 +9,11 @@ from pathlib import Path
 
 import duckdb
 
-REPO = Path(__file__).resolve().parents[1]
+from support import command_environment
 
 
 def rackwave(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("SOURCES__", "RUNTIME__", "DESTINATION__"))
-    }
-    environment.update({"DLT_DATA_DIR": str(cwd / "dlt"), "PYTHONPATH": str(REPO),
-                        "RUNTIME__DLTHUB_TELEMETRY": "false"})
-    environment.update(env or {})
+    environment = command_environment(cwd / "dlt", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "pipelines.rackwave_pipeline", *args],
         cwd=cwd, env=environment, capture_output=True, text=True, timeout=300,

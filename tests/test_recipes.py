@@ -10,25 +10,15 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict
-
 import duckdb
 import yaml
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from support import Loader, assert_equals_api, sandbox_ids
+from support import Loader, assert_equals_api, command_environment, sandbox_ids
 from warehouses import PostgresWarehouse
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-
-
-def clean_environment(**extra: str) -> Dict[str, str]:
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("SOURCES__", "RUNTIME__", "DESTINATION__"))}
-    environment["RUNTIME__DLTHUB_TELEMETRY"] = "false"
-    environment.update(extra)
-    return environment
 
 
 def test_the_crontab_line_loads_and_logs(sandbox, tmp_path):
@@ -40,8 +30,8 @@ def test_the_crontab_line_loads_and_logs(sandbox, tmp_path):
     home = tmp_path / "home"
     (home / ".venv").mkdir(parents=True)
     (home / ".venv" / "bin").symlink_to(VENV_BIN)
-    environment = clean_environment(
-        RACKWAVE_HOME=str(home), DLT_DATA_DIR=str(tmp_path / "dlt"),
+    environment = command_environment(
+        tmp_path / "dlt", RACKWAVE_HOME=str(home),
         SOURCES__RACKWAVE__CLIENT_ID=DEMO_CLIENT_ID,
         SOURCES__RACKWAVE__CLIENT_SECRET=DEMO_CLIENT_SECRET,
         SOURCES__RACKWAVE__BASE_URL=sandbox.base_url)
@@ -75,8 +65,8 @@ def test_the_github_actions_workflow_names_both_secrets_and_its_load_step_runs(
             found = re.fullmatch(r"\$\{\{ secrets\.(\w+) \}\}", str(value))
             env[name] = secrets[found.group(1)] if found else str(value)
         assert {"SOURCES__RACKWAVE__CLIENT_ID", "SOURCES__RACKWAVE__CLIENT_SECRET"} <= set(env)
-        environment = clean_environment(
-            **env, DLT_DATA_DIR=str(tmp_path / "runner"),
+        environment = command_environment(
+            tmp_path / "runner", **env,
             PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
             SOURCES__RACKWAVE__BASE_URL=sandbox.base_url)  # the one thing that is not production
 
