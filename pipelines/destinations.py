@@ -12,10 +12,10 @@ them and the layout each warehouse rewards:
   into a JSON / VARIANT column. BigQuery tables are partitioned by ``created_at`` day and
   clustered by ``status`` (leads); Snowflake's leads table is clustered by ``status``.
 * Lake files (``filesystem``): Delta tables by default, which dlt can merge. Plain parquet files
-  can only be appended to, so an incremental run would duplicate every record it reads again:
-  with ``lake_format = "parquet"`` every run must be a full scan, which replaces the files.
+  can only be appended to: with ``lake_format = "parquet"`` every run must be a full scan, which
+  replaces the files (the source refuses an incremental run there).
 
-Whatever is configured in dlt's own settings (a loader file format, a replace strategy) wins.
+Whatever is configured in dlt's own settings (a loader file format) wins.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from rackwave_source.options import validate_choice
 from rackwave_source.exceptions import ConfigurationError, WarehouseUnavailableError
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "filesystem", "motherduck")
-SQL_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "motherduck")
 LAKE_FORMATS = ("delta", "parquet")
 DEFAULT_LAKE_FORMAT = "delta"
 #: dlt config key of the lake format, beside the bucket_url it applies to
@@ -65,33 +64,9 @@ def lake_format(configured: Optional[str]) -> str:
     return validate_choice("lake_format", value, LAKE_FORMATS) or DEFAULT_LAKE_FORMAT
 
 
-def refuse_appending_duplicates(destination: str, fmt: str, full_scan: bool) -> None:
-    """Plain parquet files cannot merge: only a full scan (which replaces them) is safe.
-
-    Raises:
-        ConfigurationError: an incremental run into plain parquet files.
-    """
-    if destination == "filesystem" and fmt == "parquet" and not full_scan:
-        raise ConfigurationError(
-            "lake_format",
-            '"parquet" keeps plain files, which dlt can only append to: an incremental run '
-            "would duplicate every record it reads again",
-            'Use lake_format = "delta" (the default; merges like a warehouse), or run every '
-            "load with --full-scan, which replaces the files with exactly what the API holds.",
-        )
-
-
-def make_destination(name: str, duckdb_file: Optional[str], fresh: bool) -> Any:
-    """The destination factory; DuckDB writes ``duckdb_file`` when the command manages it.
-
-    Full scans replace tables; ``insert-from-staging`` swaps the new rows in one transaction, so
-    a load that fails half way never leaves a table emptied. A configured strategy wins. The one
-    exception: a ``fresh`` DuckDB file (not created yet) has nothing to protect, so its first
-    load writes the tables directly (``truncate-and-insert``), half the load time of a first load.
-    """
+def make_destination(name: str, duckdb_file: Optional[str]) -> Any:
+    """The destination factory; DuckDB writes ``duckdb_file`` when the command manages it."""
     options: Dict[str, Any] = {}
-    if name in SQL_DESTINATIONS and dlt.config.get("destination.replace_strategy") is None:
-        options["replace_strategy"] = "truncate-and-insert" if fresh else "insert-from-staging"
     if duckdb_file is not None:
         options["credentials"] = DuckDbCredentials(duckdb_file, global_config=DUCKDB_LOAD_SETTINGS)
     return Destination.from_reference(name, **options)

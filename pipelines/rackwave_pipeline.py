@@ -35,6 +35,7 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from rackwave_source import RESOURCES, rackwave_source
+from rackwave_source.recovery import finish_normalize_commit
 from rackwave_source.options import validate_resources
 from rackwave_source.drift import contract_error
 from rackwave_source.exceptions import (
@@ -51,16 +52,18 @@ from pipelines.destinations import (
     loader_file_format,
     make_destination,
     missing_destination_setting,
-    refuse_appending_duplicates,
     unreachable_warehouse,
     validate_destination,
 )
-from pipelines.requested_scan import FullScanRequest
 from pipelines.summary import TableSummary, count_rows, render, summarize
 
 # Not "rackwave.duckdb": DuckDB names the catalog after the file, and a catalog named like the
 # dataset ("rackwave") makes every `rackwave.leads` reference ambiguous, for dlt and for users.
 DEFAULT_DUCKDB_FILE = "rackwave_data.duckdb"
+#: dlt's setting naming the DuckDB file (secrets.toml or the environment: dlt refuses it in config.toml)
+DUCKDB_CREDENTIALS_KEY = "destination.duckdb.credentials"
+#: the pipeline's local-state key where dlt 1.31 looks for the DuckDB file (remember_duckdb_file)
+DLT_LOCAL_DUCKDB_FILE_KEY = "duckdb_database"
 SANDBOX_LEADS = 10_000
 SANDBOX_CONTACTS = 5_000
 EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
@@ -82,30 +85,67 @@ class RunResult:
 
 
 def own_duckdb_file(destination: str, duckdb_path: Optional[str]) -> Optional[str]:
-    """The DuckDB file this command manages (absolute, so it lands in the current folder whatever
-    dlt's local_dir says), or None when the destination is not DuckDB or is configured by dlt."""
-    if destination != "duckdb" or dlt.config.get("destination.duckdb.credentials") is not None:
+    """The DuckDB file this command manages, absolute (so it lands in the current folder whatever
+    dlt's local_dir says): ``--duckdb-file``, else the file dlt's own settings name
+    (``DESTINATION__DUCKDB__CREDENTIALS``, which dlt's tools read too), else
+    ``./rackwave_data.duckdb``.
+
+    None when the destination is not DuckDB, or when the configured credentials are more than a
+    file name (a table of settings, ``:pipeline:``, a MotherDuck ``md:`` address): dlt resolves
+    those itself.
+    """
+    if destination != "duckdb":
         return None
+    if duckdb_path is None:
+        configured: Any = dlt.config.get(DUCKDB_CREDENTIALS_KEY)
+        if configured is not None and not is_duckdb_file_name(configured):
+            return None
+        duckdb_path = configured
     return os.path.abspath(duckdb_path or DEFAULT_DUCKDB_FILE)
 
 
-def discard_interrupted_run(pipeline: dlt.Pipeline) -> dlt.Pipeline:
-    """Starts over from the destination's state after a run that was killed or failed mid-way.
+def name_and_folder(pipeline_name: str, pipelines_dir: Optional[str]) -> Dict[str, Any]:
+    """``dlt.pipeline``'s ``pipeline_name`` and ``pipelines_dir``, passed with ``**`` on purpose.
 
-    dlt would resume the unfinished load package, but resuming is not safe here: a DuckDB copy
-    job cut short re-runs and doubles a replaced table, and a package extracted by the first load
-    into a new DuckDB file targets staging tables that were never created. Nor is it needed:
-    dlt restores state only from *completed* loads (``_dlt_loads.status = 0``), so nothing of the
-    unfinished run is recorded there, and the records it held are simply read from the API again
-    (merges are idempotent, full scans replace). The local working folder, whose state ran ahead
-    of the destination when extraction finished, is dropped with the package.
+    `dlt deploy` reads these two arguments from this script's source and stops when they are
+    not literals ("The value of 'pipelines_dir' argument ... cannot be determined"). Passed this
+    way, it takes dlt's default folder and the name from dlt's config (``pipeline_name`` in
+    .dlt/config.toml: ``rackwave``, the command's default), which is the pipeline it deploys.
+    """
+    return {"pipeline_name": pipeline_name, "pipelines_dir": pipelines_dir}
+
+
+def is_duckdb_file_name(value: Any) -> bool:
+    """A configured DuckDB credentials value that is just a file's path."""
+    return isinstance(value, str) and bool(value) and not value.startswith((":", "md:"))
+
+
+def remember_duckdb_file(pipeline: dlt.Pipeline, duckdb_file: Optional[str]) -> None:
+    """Records the command's DuckDB file in the pipeline's local state, under the key dlt 1.31
+    reads back for every pipeline it attaches to (``duckdb_database``: ``Pipeline.
+    _bind_local_files`` hands it to the DuckDB configuration, which uses it unless an absolute path
+    is configured). So ``dlt.attach("rackwave")``, ``dlt pipeline rackwave show`` and the
+    dashboard open the file this run wrote, from any folder, with or without ``--duckdb-file``
+    or a ``.dlt/`` folder. Call it on the pipeline that runs (after any ``drop()``, which clears
+    the local state)."""
+    if duckdb_file is not None:
+        pipeline.set_local_state_val(DLT_LOCAL_DUCKDB_FILE_KEY, duckdb_file)
+
+
+def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
+    """Loads what a run killed or failed after its extract left behind, before this run reads.
+
+    This is dlt's own resume (``pipeline.run()`` with a pending package loads it and returns),
+    done first so that this run then reads the API as usual. It is safe because every run merges
+    on ``id``, full scans too: a package loaded twice, or a job run again, changes nothing.
     """
     print(
-        f"A previous run of pipeline `{pipeline.pipeline_name}` did not finish; its unfinished "
-        "load is discarded and read again from the Rackwave API.",
+        f"A previous run of pipeline `{pipeline.pipeline_name}` did not finish loading; its "
+        "load is finished first.",
         file=sys.stderr,
     )
-    return pipeline.drop()
+    finish_normalize_commit(pipeline)
+    pipeline.run()
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -148,13 +188,6 @@ def run_pipeline(
     selected = list(validate_resources(list(resources or RESOURCES), RESOURCES))
     destination = validate_destination(destination)
     lake = lake_format(lake_format_name) if destination == "filesystem" else None
-    request = FullScanRequest(pipelines_dir, pipeline_name)
-    owed = request.pending()
-    if owed and not full_scan and not full_refresh:
-        print(f"The full scan asked for at {owed} has not finished yet: this run is a full scan.",
-              file=sys.stderr)
-        full_scan = True
-    refuse_appending_duplicates(destination, lake or "", full_scan or full_refresh)
     kwargs: Dict[str, Any] = dict(source_options or {})
     if base_url:
         kwargs["base_url"] = base_url
@@ -177,39 +210,30 @@ def run_pipeline(
             "(or try the local demo: rackwave --sandbox).",
         ) from None
 
-    if full_scan:
-        request.record()  # owed until a full scan finishes, even if this run is killed
-
     duckdb_file = own_duckdb_file(destination, duckdb_path)
     fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)
     # dlt hints its optional arguments as ``str = None`` (implicit Optional), which mypy reads
     # as ``str``: None for pipelines_dir, export_schema_path and progress is dlt's own default.
     pipeline: dlt.Pipeline = dlt.pipeline(  # type: ignore[call-overload]
-        pipeline_name=pipeline_name,
-        destination=make_destination(destination, duckdb_file, fresh_duckdb),
+        destination=make_destination(destination, duckdb_file),
         dataset_name=dataset,
-        pipelines_dir=pipelines_dir,
         progress="log" if progress else None,
         export_schema_path=export_schema_path,
         staging=staging,
+        **name_and_folder(pipeline_name, pipelines_dir),
     )
+    remember_duckdb_file(pipeline, duckdb_file)
     if pipeline.has_pending_data:
-        pipeline = discard_interrupted_run(pipeline)
-    elif fresh_duckdb and pipeline.default_schema_name is not None:
-        # The local state belongs to a DuckDB file that is gone (or to another one): the state
-        # that counts is the destination's, and a new file has none, so this is a first load.
-        print(f"{duckdb_file} is new: loading from scratch (the local state of pipeline "
-              f"`{pipeline_name}` belonged to another database).", file=sys.stderr)
-        pipeline = pipeline.drop()
+        finish_interrupted_load(pipeline)
     started = time.monotonic()
     # Row counts before the run, for the "removed" column: known when this machine has run the
     # pipeline before. On a new runner they are skipped rather than paid for with a second
     # restore of the state (pipeline.run restores it anyway, ~0.5 s).
     before: Optional[Dict[str, int]] = None
-    if not full_refresh and pipeline.default_schema_name is not None:
-        before = count_rows(pipeline, selected)
-    elif fresh_duckdb:
+    if fresh_duckdb:
         before = {name: 0 for name in selected}  # a new DuckDB file holds nothing yet
+    elif not full_refresh and pipeline.default_schema_name is not None:
+        before = count_rows(pipeline, selected)
     try:
         # None is each argument's default in dlt, hinted as an implicit Optional (see above)
         pipeline.run(
@@ -228,8 +252,6 @@ def run_pipeline(
             raise
         # Re-raised bare: chaining it to dlt's wrapper (which already contains it) makes a cycle.
         raise error from None
-    if full_scan or full_refresh:
-        request.settle()
     tables = summarize(pipeline, selected, before if not full_refresh else {})
     return RunResult(pipeline, tables, time.monotonic() - started, destination, dataset)
 

@@ -212,7 +212,7 @@ class ArrowBatch:
 
 def empty_table(columns: TColumns, extra: Optional[TColumns] = None) -> pa.Table:
     """No rows, every declared column: what a run yields first, so that the table exists with its
-    declared columns before its first record (and a full scan of an emptied account empties it).
+    declared columns before its first record.
 
     An Arrow table, not ``dlt.mark.materialize_table_schema()``: the latter goes through dlt's JSON
     path, which adds ``_dlt_id NOT NULL`` to the table, and the Arrow rows of every later run

@@ -2,15 +2,17 @@
 
 Why not ``dlt.sources.incremental``: its filter also drops old rows during a deliberate full scan
 (the only way to see updates and deletes with a ``created_at`` cursor), and a full scan must
-replace the table rather than merge into it. The rules here are few and explicit:
+settle the rows it did not see (``deletions.py``). The rules here are few and explicit:
 
 * The state (kept by dlt in the destination with the data, so it never runs ahead of what was
   loaded) holds the newest ``created_at`` loaded and the time of the last full scan.
 * An incremental run reads newest-first pages and keeps rows with
   ``created_at >= cursor - lookback``; it stops after the first page that reaches past that bound.
   Rows sharing the cursor's second are read again and merged on ``id``: never lost, never doubled.
-* A full scan (first run, every ``full_scan_every``, or forced) keeps every row (down to
-  ``start_date`` if set) and replaces the table, so updated rows are current and deleted rows go.
+* A full scan (first run, every ``full_scan_every``, asked for, or still owed since one asked
+  for did not finish) keeps every
+  row (down to ``start_date`` if set), so updated rows are current, and removes or flags the
+  rows confirmed deleted.
 * The cursor never moves past a record the run has not seen: it advances at most to the newest
   record of the top of the list as last read from page 1 (records created after that are newer,
   so the next run reads them), see ``Scan.cursor_limit``.
@@ -56,8 +58,18 @@ class ScanPlan:
         return None if self.since is None else micros(self.since)
 
 
-def plan_scan(state: MutableMapping[str, Any], config: ValidatedOptions, now: datetime) -> ScanPlan:
-    """Decides between an incremental read and a full scan from the stored state."""
+def plan_scan(
+    state: MutableMapping[str, Any],
+    config: ValidatedOptions,
+    now: datetime,
+    owed: Optional[str] = None,
+) -> ScanPlan:
+    """Decides between an incremental read and a full scan from the stored state.
+
+    ``owed``: when a full scan asked for earlier has not finished (``requested_scans.py``).
+    (A destination that lost its dataset, e.g. a deleted DuckDB file, needs no rule here: dlt
+    then wipes the local state, and the run is a first run.)
+    """
     cursor = state.get(STATE_CURSOR)
     last_full = state.get(STATE_LAST_FULL_SCAN)
     start = config.start_date
@@ -65,6 +77,8 @@ def plan_scan(state: MutableMapping[str, Any], config: ValidatedOptions, now: da
         return ScanPlan(True, start, "full scan requested")
     if cursor is None:
         return ScanPlan(True, start, "first run")
+    if owed is not None:
+        return ScanPlan(True, start, f"the full scan asked for at {owed} has not finished yet")
     every = config.full_scan_every
     if every is not None and (last_full is None or now - from_iso(last_full) >= every):
         return ScanPlan(True, start, f"last full scan older than {every}")

@@ -1,24 +1,30 @@
 """Records a full scan did not see: deleted from the API, or only missed? Confirmed, then applied.
 
-A full scan replaces the table with what it read. A warehouse row whose id the scan did not see
-is a *candidate*: its record was deleted, or it was not seen. A quiet scan (``coverage.py``)
-proves the first: nothing changed while it paged, so what it did not see is gone. Otherwise each
+A full scan merges every record it read. A warehouse row whose id the scan did not see is a
+*candidate*: its record was deleted, or it was not seen. A quiet scan (``coverage.py``) proves
+the first: nothing changed while it paged, so what it did not see is gone. Otherwise each
 candidate is looked up through the API's ``search`` parameter (by its email, or by its name when
 it has none):
 
 * found: the record is still there; it is loaded as the API has it now;
-* every search came back without it: it is gone; ``deleted_records = "delete"`` drops it with the
-  rest of the old table, ``"flag"`` keeps the row with ``_rackwave_deleted_at`` set;
-* no search can tell (no email or name, or more matches than a few pages): it is kept as loaded,
-  and the next full scan asks again.
+* every search came back without it: it is gone. Its row is yielded again with
+  ``_rackwave_deleted_at`` set: ``deleted_records = "delete"`` marks that column as dlt's
+  ``hard_delete``, so the merge removes the row; ``"flag"`` keeps it, flagged;
+* no search can tell (no email or name, or more matches than a few pages): it is left as
+  loaded, and the next full scan asks again.
 
 So a record the API still holds is never removed nor flagged on the strength of its absence from
-a scan that may have missed it. Lookups cost one request per candidate (deletions since the last
+a scan that may have missed it, and a full scan is a merge like any run: loading its package
+twice (a run resumed after a kill) changes nothing, and a load that fails half way leaves every
+row it did not reach as it was. Lookups cost one request per candidate (deletions since the last
 full scan, plus any record the scan missed), never one per record of the account. Rows already
-flagged stay flagged without a lookup: a deleted id does not come back.
+flagged stay as they are: a deleted id does not come back.
 
-The warehouse's rows are read back in chunks (``pipeline.dataset()``, or ``lake.py`` for lake
-files) only when there is something to decide: after a scan that was not quiet, or in flag mode.
+Plain parquet files cannot merge: there a full scan replaces the files (``replacing``), so the
+rows to keep (undecided, flagged) are yielded again instead, and the gone ones simply left out.
+
+The warehouse is read back (``warehouse.py``) as ids and search fields only; whole rows are read
+for the few rows yielded again.
 """
 
 from __future__ import annotations
@@ -26,26 +32,25 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import dlt
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dlt.common.json import json
 from dlt.common.schema.typing import TColumnSchema
 
 from . import settings as S
 from .endpoint import ListEndpoint, LookupInconclusive
-from .lake import is_lake, lake_table
 from .scan import Scan, id_hash
+from .warehouse import LoadedTable
 
 DELETED_AT = "_rackwave_deleted_at"
-DELETED_AT_COLUMN: Dict[str, TColumnSchema] = {
-    DELETED_AT: {"data_type": "timestamp", "nullable": True}
-}
-_CHUNK = 10_000
+
+
+def deleted_at_column(flag: bool) -> Dict[str, TColumnSchema]:
+    """The deletion column's hints: kept (``flag``), or dlt's ``hard_delete`` marker."""
+    return {DELETED_AT: {"data_type": "timestamp", "nullable": True, "hard_delete": not flag}}
 
 
 @dataclass
@@ -59,47 +64,55 @@ class DeletionCounts:
     lookups: int = 0  # records looked up
 
 
-def reconcile(
-    endpoint: ListEndpoint,
-    scan: Scan,
-    lookup_fields: Sequence[Tuple[str, ...]],
-    flag: bool,
-    when: datetime,
-    counts: DeletionCounts,
-    concurrency: int = 1,
-) -> Iterator[pa.Table]:
-    """Yields the rows a full scan's replace must also carry (see the module docstring)."""
-    if scan.quiet and not flag:
-        return  # proven: every unseen row is gone, and the replace drops it
-    loaded = _Loaded.of(endpoint.resource)
+@dataclass(frozen=True)
+class Reconciliation:
+    """How a full scan's unseen rows are applied."""
+
+    flag: bool  # deleted_records = "flag"
+    replacing: bool  # the scan replaces the table (plain parquet) instead of merging
+    when: datetime  # the deletion time given to rows confirmed gone
+    concurrency: int = 1
+
+
+def reconcile(endpoint: ListEndpoint, scan: Scan, lookup_fields: Sequence[Tuple[str, ...]],
+              how: Reconciliation, counts: DeletionCounts) -> Iterator[pa.Table]:
+    """Yields the rows the full scan must also load (see the module docstring)."""
+    if how.replacing and scan.quiet and not how.flag:
+        return  # proven: every unseen row is gone, and the replace leaves it out
+    loaded = LoadedTable.of(endpoint.resource)
     if loaded is None:
         return
+    wanted = [S.PRIMARY_KEY, DELETED_AT, *{n: 0 for fields in lookup_fields for n in fields}]
     seen = np.sort(np.frombuffer(scan.seen, dtype=np.int64))
-    for chunk in loaded.chunks():
+    for chunk in loaded.keys(wanted):
         unseen = chunk.filter(pa.array(~_contains(seen, _hashes(chunk))))
         if not unseen.num_rows:
             continue
         flagged_before = _flagged(unseen)
-        if flag and flagged_before is not None:
-            yield loaded.as_deleted(unseen.filter(flagged_before), when)
+        if flagged_before is not None:
+            before = unseen.filter(flagged_before)
+            if before.num_rows and how.flag == how.replacing:  # kept by a replace; or dropped
+                yield _deleted(loaded, before, how.when)  # by a merge now in "delete" mode
             unseen = unseen.filter(pc.invert(flagged_before))
         counts.candidates += unseen.num_rows
-        gone, kept = _decide(endpoint, unseen, lookup_fields, scan.quiet, counts, loaded,
-                             concurrency)
+        gone, found, undecided = _decide(endpoint, unseen, lookup_fields, scan.quiet, counts,
+                                         how.concurrency)
         counts.confirmed += gone.num_rows
-        yield from kept
-        if flag and gone.num_rows:
-            yield loaded.as_deleted(gone, when)
+        yield from found
+        if how.replacing and undecided.num_rows:
+            yield loaded.rows(_ids(undecided))
+        if gone.num_rows and not (how.replacing and not how.flag):
+            yield _deleted(loaded, gone, how.when)
 
 
 def _decide(
     endpoint: ListEndpoint, rows: pa.Table, lookup_fields: Sequence[Tuple[str, ...]],
-    quiet: bool, counts: DeletionCounts, loaded: "_Loaded", concurrency: int,
-) -> Tuple[pa.Table, List[pa.Table]]:
-    """Splits candidates into the confirmed gone and the tables to load instead. Lookups run on
-    up to ``concurrency`` threads, like a scan's pages."""
+    quiet: bool, counts: DeletionCounts, concurrency: int,
+) -> Tuple[pa.Table, List[pa.Table], pa.Table]:
+    """Splits candidates into the confirmed gone, the found (as the API has them now) and the
+    undecided. Lookups run on up to ``concurrency`` threads, like a scan's pages."""
     if quiet:
-        return rows, []
+        return rows, [], rows.slice(0, 0)
 
     def look(row: Dict[str, Any]) -> Union[pa.Table, None, LookupInconclusive]:
         try:
@@ -108,22 +121,24 @@ def _decide(
             return exc
 
     gone: List[int] = []
-    kept: List[pa.Table] = []
+    found: List[pa.Table] = []
     undecided: List[int] = []
     with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="rackwave-lookup") as pool:
-        for index, found in enumerate(pool.map(look, rows.to_pylist())):
+        for index, result in enumerate(pool.map(look, rows.to_pylist())):
             counts.lookups += 1
-            if isinstance(found, LookupInconclusive):
+            if isinstance(result, LookupInconclusive):
                 undecided.append(index)
-            elif found is None:
+            elif result is None:
                 gone.append(index)
             else:
                 counts.still_there += 1
-                kept.append(found)
+                found.append(result)
     counts.undecided += len(undecided)
-    if undecided:
-        kept.append(loaded.as_loaded(rows.take(pa.array(undecided, pa.int64()))))
-    return rows.take(pa.array(gone, pa.int64())), kept
+    return _take(rows, gone), found, _take(rows, undecided)
+
+
+def _take(rows: pa.Table, indices: List[int]) -> pa.Table:
+    return rows.take(pa.array(indices, pa.int64()))
 
 
 def _terms(row: Dict[str, Any], lookup_fields: Sequence[Tuple[str, ...]]) -> List[str]:
@@ -134,6 +149,10 @@ def _terms(row: Dict[str, Any], lookup_fields: Sequence[Tuple[str, ...]]) -> Lis
         if all(isinstance(v, str) and v.strip() for v in values):
             return [" ".join(str(v).strip() for v in values)]
     return []
+
+
+def _ids(table: pa.Table) -> List[str]:
+    return [str(v) for v in table.column(S.PRIMARY_KEY).to_pylist()]
 
 
 def _hashes(table: pa.Table) -> Any:
@@ -156,59 +175,12 @@ def _flagged(table: pa.Table) -> Optional[pa.Array]:
     return pc.is_valid(table.column(DELETED_AT))
 
 
-@dataclass
-class _Loaded:
-    """The resource's table as the destination holds it."""
-
-    pipeline: Any
-    resource: str
-    json_columns: Set[str]
-
-    @classmethod
-    def of(cls, resource: str) -> Optional["_Loaded"]:
-        pipeline = dlt.current.pipeline()
-        schema = pipeline.schemas.get(S.SOURCE_NAME) if S.SOURCE_NAME in pipeline.schemas else None
-        if schema is None or resource not in schema.tables:
-            return None
-        table_schema = schema.tables[resource]
-        if not (table_schema.get("x-normalizer") or {}).get("seen-data"):
-            return None  # declared but never loaded: nothing to carry over
-        json_columns = {
-            name for name, column in table_schema.get("columns", {}).items()
-            if column.get("data_type") == "json"
-        }
-        return cls(pipeline, resource, json_columns)
-
-    def chunks(self) -> Iterator[pa.Table]:
-        """The table as loaded, in chunks (lake tables without SQL, see ``lake.py``)."""
-        if is_lake(self.pipeline):
-            data = lake_table(self.pipeline, self.resource)
-            for batch in data.to_batches(batch_size=_CHUNK) if data is not None else ():
-                if batch.num_rows:
-                    yield pa.Table.from_batches([batch])
-            return
-        relation = self.pipeline.dataset(schema=S.SOURCE_NAME)[self.resource]
-        yield from relation.iter_arrow(chunk_size=_CHUNK)
-
-    def as_loaded(self, table: pa.Table) -> pa.Table:
-        """The rows as they were loaded, minus dlt's own columns, JSON columns as lists again."""
-        table = table.drop_columns([n for n in table.column_names if n.startswith("_dlt_")])
-        for name in self.json_columns & set(table.column_names):
-            column = table.column(name)
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                # JSON read back as text (DuckDB, Postgres): make it the list it was loaded as
-                values = [None if v is None else json.loads(v) for v in column.to_pylist()]
-                table = table.set_column(table.schema.get_field_index(name), name,
-                                         pa.array(values, pa.list_(pa.string())))
-        return table
-
-    def as_deleted(self, table: pa.Table, flagged_at: datetime) -> pa.Table:
-        """The rows as loaded, with the deletion time set where it was not set before."""
-        table = self.as_loaded(table)
-        when = pa.scalar(flagged_at, pa.timestamp("us", tz="UTC"))
-        if DELETED_AT in table.column_names:
-            index = table.schema.get_field_index(DELETED_AT)
-            current = table.column(DELETED_AT).cast(pa.timestamp("us", tz="UTC"))
-            return table.set_column(index, DELETED_AT, pc.fill_null(current, when))
-        return table.append_column(DELETED_AT,
-                                   pa.array([flagged_at] * table.num_rows, when.type))
+def _deleted(loaded: LoadedTable, keys: pa.Table, flagged_at: datetime) -> pa.Table:
+    """Whole rows of these keys as loaded, with the deletion time set where it was not set."""
+    table = loaded.rows(_ids(keys))
+    when = pa.scalar(flagged_at, pa.timestamp("us", tz="UTC"))
+    if DELETED_AT in table.column_names:
+        index = table.schema.get_field_index(DELETED_AT)
+        current = table.column(DELETED_AT).cast(pa.timestamp("us", tz="UTC"))
+        return table.set_column(index, DELETED_AT, pc.fill_null(current, when))
+    return table.append_column(DELETED_AT, pa.array([flagged_at] * table.num_rows, when.type))

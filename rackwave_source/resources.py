@@ -19,8 +19,9 @@ from . import settings as S
 from .arrow_shape import ArrowBatch, empty_table, json_as_text
 from .client import RackwaveClient
 from .decode import PageReader
-from .deletions import DELETED_AT_COLUMN, DeletionCounts, reconcile
+from .deletions import DeletionCounts, Reconciliation, deleted_at_column, reconcile
 from .endpoint import ListEndpoint
+from .exceptions import ConfigurationError
 from .options import ValidatedOptions
 from .quarantine import QUARANTINE_TABLE, quarantine_item
 from .scan import Scan
@@ -32,23 +33,21 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
                  options: ValidatedOptions) -> Iterator[Any]:
     """Yields Arrow tables: every record on a full scan, new ones on an incremental run.
 
-    The first item carries the run's write disposition: ``replace`` for a full scan (so records
-    deleted from the API leave the table, or come back flagged), ``merge`` otherwise. A run that
-    finds no record yields an empty table instead, so that a full scan of an emptied account
-    empties the table, and a new account's tables exist, with their columns, before their first
-    record (an Arrow table: see ``arrow_shape.empty_table``).
+    Every run merges on ``id``, full scans too: the rows a full scan confirms deleted come again
+    with ``_rackwave_deleted_at`` set, and the merge removes (``hard_delete``) or keeps them
+    (``deletions.py``). So loading a package twice, as dlt does when it resumes a killed load,
+    changes nothing. A run that finds no record yields an empty table instead, so a new account's
+    tables exist, with their columns, before their first record (see ``arrow_shape.empty_table``).
     """
-    run = ScanRun(dlt.current.resource_state(), options)
+    run = ScanRun(dlt.current.resource_state(), options, spec.name)
     flag = options.deleted_records == "flag"
-    extra = DELETED_AT_COLUMN if flag else None
-    # The run's hints travel on an empty list: a table item would lose them to a map that
-    # re-wraps it with hints of its own (e.g. Postgres' JSON-as-text).
     destination = _destination_kind()
-    layout, table_hints = _layout(spec, destination)
-    columns = {**(extra or {}), **layout} or None  # {} would drop the declared columns' hints
-    yield dlt.mark.with_hints([], dlt.mark.make_hints(
-        write_disposition=run.write_disposition, columns=columns,  # type: ignore[arg-type]
-        additional_table_hints=table_hints or None))
+    yield _hints(spec, destination, flag)
+    replacing = _cannot_merge(spec.name, destination)
+    if replacing:
+        _require_full_scan(spec.name, run)
+        yield dlt.mark.with_hints([], dlt.mark.make_hints(
+            write_disposition="replace", columns=deleted_at_column(True)))  # no hard_delete
     endpoint = _endpoint(spec, client, options)
     http_before = client.stats(spec.path)
     scan = Scan(endpoint, run.plan, options.concurrency)
@@ -59,13 +58,48 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
         yield from batch.add(kept.records)
     deletions = DeletionCounts()
     if run.plan.full_scan:
-        for table in reconcile(endpoint, scan, spec.lookup_fields, flag, run.started_at,
-                               deletions, options.concurrency):
+        how = Reconciliation(flag, replacing, run.started_at, options.concurrency)
+        for table in reconcile(endpoint, scan, spec.lookup_fields, how, deletions):
             yield from batch.add(table)
-    yield from batch.flush(empty_table(spec.columns, extra))
+    yield from batch.flush(empty_table(spec.columns, deleted_at_column(flag)))
     http_after = client.stats(spec.path)
     flagged = deletions.confirmed if flag else 0  # each confirmed deletion is flagged now
     run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after}, flagged)
+
+
+def _hints(spec: S.ResourceSpec, destination: str, flag: bool) -> Any:
+    """The run's hints, on an empty list: a table item would lose them to a map that re-wraps it
+    with hints of its own (e.g. Postgres' JSON-as-text)."""
+    layout, table_hints = _layout(spec, destination)
+    return dlt.mark.with_hints([], dlt.mark.make_hints(
+        write_disposition="merge", columns={**deleted_at_column(flag), **layout},
+        additional_table_hints=table_hints or None))
+
+
+def _cannot_merge(table: str, destination: str) -> bool:
+    """Whether the table is plain parquet files on the filesystem destination (no Delta table
+    format), which cannot merge: a full scan then replaces the files. The table format arrives
+    with ``pipeline.run(..., table_format=...)``, in the schema once the hints were taken."""
+    if destination != "filesystem":
+        return False
+    try:
+        found = dlt.current.source_schema().tables.get(table, {}).get("table_format")
+    except Exception:  # noqa: BLE001 - outside a pipeline
+        return False
+    return found not in ("delta", "iceberg")
+
+
+def _require_full_scan(table: str, run: ScanRun) -> None:
+    """Plain parquet files take only full scans: an incremental run would append duplicates."""
+    if not run.plan.full_scan:
+        raise ConfigurationError(
+            "full_scan",
+            f"table `{table}` is plain parquet files on the filesystem destination, which cannot "
+            "merge, and this run is incremental: it would append duplicates",
+            'Load Delta tables (pipeline.run(source, table_format="delta"); rackwave '
+            "--lake-format delta), or make every run a full scan (full_scan = true; rackwave "
+            "--full-scan), which replaces the files with exactly what the API holds.",
+        )
 
 
 class _Batches:

@@ -6,6 +6,7 @@ the end of a read is committed only with that load: a run that fails never advan
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, MutableMapping, Optional
 
@@ -21,9 +22,12 @@ from .cursor import (
 )
 from .deletions import DeletionCounts
 from .options import ValidatedOptions
+from .requested_scans import RequestedScans
 from .scan import Scan
+from .warehouse import current_pipeline
 
 STATE_LAST_RUN = "last_run"
+logger = logging.getLogger("rackwave_source")
 
 
 @dataclass(frozen=True)
@@ -57,15 +61,31 @@ class RunRecord:
 class ScanRun:
     """The run of one resource: decides what to read, then records what happened."""
 
-    def __init__(self, state: MutableMapping[str, Any], options: ValidatedOptions) -> None:
+    def __init__(self, state: MutableMapping[str, Any], options: ValidatedOptions,
+                 resource: str) -> None:
         self.state = state
+        self.resource = resource
         self.started_at = utc_now()
-        self.plan: ScanPlan = plan_scan(state, options, self.started_at)
+        pipeline = current_pipeline()
+        self.requests = RequestedScans.of(pipeline) if pipeline is not None else None
+        self.plan: ScanPlan = plan_scan(state, options, self.started_at,
+                                        owed=self._owed(options.force_full_scan))
+        if self.plan.full_scan and self.plan.reason not in ("first run", "full scan requested"):
+            logger.warning("%s: this run is a full scan: %s", resource, self.plan.reason)
 
-    @property
-    def write_disposition(self) -> str:
-        """A full scan replaces the table (with what it read and confirmed); others merge."""
-        return "replace" if self.plan.full_scan else "merge"
+    def _owed(self, asked_now: bool) -> Optional[str]:
+        """When a full scan asked for earlier is still owed (see ``requested_scans.py``)."""
+        if self.requests is None:
+            return None
+        if asked_now:
+            self.requests.record(self.resource, to_iso(self.started_at))
+            return None
+        asked = self.requests.pending(self.resource)
+        last_full = self.state.get(STATE_LAST_FULL_SCAN)
+        if asked is not None and last_full is not None and from_iso(last_full) >= from_iso(asked):
+            self.requests.settle(self.resource)  # a full scan started since, and finished
+            return None
+        return asked
 
     def finish(self, read: Scan, deletions: DeletionCounts, http: Dict[str, int],
                flagged: int) -> RunRecord:

@@ -30,6 +30,7 @@ from .options import (
     validate_wait,
 )
 from .exceptions import ConfigurationError
+from .recovery import active_pipeline, finish_normalize_commit
 from .resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
@@ -43,8 +44,13 @@ def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
 
     dlt fills the settings from ``.dlt/*.toml`` and the environment before the source runs; a
     value it cannot read as the setting's type (``SOURCES__RACKWAVE__PER_PAGE=abc``) is turned
-    here into a :class:`ConfigurationError` naming the setting and the values it accepts.
+    here into a :class:`ConfigurationError` naming the setting and the values it accepts. Made
+    after its pipeline (``pipeline.run(rackwave_source())``), it first repairs what a run killed
+    mid-normalize left in the pipeline's folder (``recovery.py``).
     """
+    pipeline = active_pipeline()
+    if pipeline is not None:  # ``pipeline.run(rackwave_source())``: made before the source
+        finish_normalize_commit(pipeline)
     try:
         return _rackwave_source(*args, **kwargs)
     except ConfigValueCannotBeCoercedException as exc:

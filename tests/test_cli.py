@@ -92,11 +92,18 @@ def test_postgres_from_the_command_line(tmp_path, sandbox, postgres_server):
 
 
 def test_plain_parquet_needs_full_scans_and_an_unknown_destination_is_refused(tmp_path):
-    run = rackwave(tmp_path, "--sandbox", "--destination", "filesystem", "--lake-format", "parquet",
-                   env={"DESTINATION__FILESYSTEM__BUCKET_URL": (tmp_path / "lake").as_uri()})
+    lake = {"DESTINATION__FILESYSTEM__BUCKET_URL": (tmp_path / "lake").as_uri()}
+    plain_files = ("--sandbox", "--destination", "filesystem", "--lake-format", "parquet")
+    first = rackwave(tmp_path, *plain_files, env=lake)  # a first load is a full scan: it works
+    assert first.returncode == 0, first.stderr
+    files = sorted((tmp_path / "lake").rglob("*.parquet"))
+
+    run = rackwave(tmp_path, *plain_files, env=lake)  # incremental: it would append duplicates
+
     assert run.returncode == 2
-    assert 'lake_format`: "parquet" keeps plain files' in run.stderr
-    assert not (tmp_path / "lake").exists()
+    assert "is plain parquet files on the filesystem destination, which cannot merge" in run.stderr
+    assert "--full-scan" in run.stderr
+    assert sorted((tmp_path / "lake").rglob("*.parquet")) == files
 
     run = rackwave(tmp_path, "--sandbox", "--destination", "oracle")
     assert run.returncode == 2

@@ -261,7 +261,7 @@ def test_a_killed_full_scan_is_owed_until_one_finishes(command):
     again = cli.run()  # a plain run, as the scheduler starts it
 
     assert again.returncode == 0, again.output
-    assert "has not finished yet: this run is a full scan" in again.output
+    assert "leads: this run is a full scan: the full scan asked for at" in again.output
     assert "leads     full scan" in again.output
     assert_warehouse_equals_api(cli.server, cli.duckdb_path)
     after = cli.run()  # owed no more

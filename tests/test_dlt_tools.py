@@ -112,12 +112,6 @@ def test_dlt_attach_finds_the_file_from_a_folder_without_settings(sandbox, tmp_p
     assert duckdb_files(folder) == ["rackwave_data.duckdb"]
 
 
-# A file outside the current folder cannot be named by the destination's name (dlt looks for
-# `<name>.duckdb` in the folder the pipeline ran in): it needs the command to record the file in
-# the pipeline's local state (pipelines.rackwave_pipeline.remember_duckdb_file, to be called in
-# run_pipeline on the pipeline that runs).
-@pytest.mark.xfail(strict=True, reason="run_pipeline does not call remember_duckdb_file yet: "
-                                       "dlt.attach opens rackwave.duckdb in the project folder")
 def test_dlt_attach_finds_a_duckdb_file_given_by_flag(sandbox, tmp_path):
     folder, env = project(tmp_path), environment(tmp_path)
     elsewhere = tmp_path / "warehouse" / "leads.duckdb"

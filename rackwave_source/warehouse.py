@@ -1,0 +1,102 @@
+"""What the destination holds of a resource's table, read back through the running pipeline.
+
+A full scan settles the rows it did not see (``deletions.py``) from what the destination itself
+holds. SQL destinations are read through ``pipeline.dataset()``, lake tables through ``lake.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Optional, Sequence, Set
+
+import dlt
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from dlt.common.json import json
+
+from . import settings as S
+from .lake import is_lake, lake_table
+
+_CHUNK = 10_000
+_IDS_PER_QUERY = 1_000
+
+
+def current_pipeline() -> Any:
+    """The pipeline running this extract, or None (the resource iterated on its own)."""
+    try:
+        return dlt.current.pipeline()
+    except Exception:  # noqa: BLE001 - no pipeline context
+        return None
+
+
+@dataclass
+class LoadedTable:
+    """A resource's table as the destination holds it."""
+
+    pipeline: Any
+    resource: str
+    columns: Set[str]
+    json_columns: Set[str]
+
+    @classmethod
+    def of(cls, resource: str) -> Optional["LoadedTable"]:
+        """The table, or None when this pipeline never loaded it or the destination lacks it."""
+        pipeline = current_pipeline()
+        if pipeline is None or pipeline.destination is None:
+            return None
+        schema = pipeline.schemas[S.SOURCE_NAME] if S.SOURCE_NAME in pipeline.schemas else None
+        if schema is None or resource not in schema.tables:
+            return None
+        table_schema = schema.tables[resource]
+        if not (table_schema.get("x-normalizer") or {}).get("seen-data"):
+            return None  # declared but never loaded
+        if not table_exists(pipeline, resource):
+            return None
+        columns = table_schema.get("columns", {})
+        json_columns = {n for n, c in columns.items() if c.get("data_type") == "json"}
+        return cls(pipeline, resource, set(columns), json_columns)
+
+    def keys(self, wanted: Sequence[str]) -> Iterator[pa.Table]:
+        """The table's rows, only the ``wanted`` columns it has, in chunks."""
+        names = [name for name in wanted if name in self.columns]
+        if is_lake(self.pipeline):
+            data = lake_table(self.pipeline, self.resource)
+            for batch in data.to_batches(columns=names, batch_size=_CHUNK) if data else ():
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch])
+            return
+        relation = self.pipeline.dataset(schema=S.SOURCE_NAME)[self.resource].select(*names)
+        yield from relation.iter_arrow(chunk_size=_CHUNK)
+
+    def rows(self, ids: List[str]) -> pa.Table:
+        """Whole rows of these ids as they were loaded (see ``as_loaded``)."""
+        if is_lake(self.pipeline):
+            data = lake_table(self.pipeline, self.resource)
+            assert data is not None  # ``of`` saw it
+            wanted = pa.array(ids, data.schema.field(S.PRIMARY_KEY).type)  # Delta: string_view
+            return self.as_loaded(data.to_table(filter=ds.field(S.PRIMARY_KEY).isin(wanted)))
+        relation = self.pipeline.dataset(schema=S.SOURCE_NAME)[self.resource]
+        parts = [
+            relation.where(S.PRIMARY_KEY, "in", ids[at:at + _IDS_PER_QUERY]).arrow()
+            for at in range(0, len(ids), _IDS_PER_QUERY)
+        ]
+        return self.as_loaded(pa.concat_tables(parts, promote_options="permissive"))
+
+    def as_loaded(self, table: pa.Table) -> pa.Table:
+        """Rows read back, made again as the source yields them: minus dlt's own columns, JSON
+        columns (text in DuckDB and Postgres) as the lists they were loaded as."""
+        table = table.drop_columns([n for n in table.column_names if n.startswith("_dlt_")])
+        for name in self.json_columns & set(table.column_names):
+            column = table.column(name)
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                values = [None if v is None else json.loads(v) for v in column.to_pylist()]
+                table = table.set_column(table.schema.get_field_index(name), name,
+                                         pa.array(values, pa.list_(pa.string())))
+        return table
+
+
+def table_exists(pipeline: Any, table: str) -> bool:
+    """Whether the destination has the table (one catalog lookup, or one listing on a lake)."""
+    with pipeline.destination_client(S.SOURCE_NAME) as client:
+        return any(columns for _, columns in client.get_storage_tables([table]))
