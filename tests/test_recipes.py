@@ -1,6 +1,6 @@
 """The scheduling recipes in `recipes/`, run as written against the sandbox.
 
-Airflow and Dagster are not among them: see the README (Scheduling) for why.
+Airflow and Dagster are run by tests/test_orchestrators.py, each in its own environment.
 """
 
 from __future__ import annotations
