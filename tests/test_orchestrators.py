@@ -6,7 +6,8 @@
   Dagster, into a DuckDB file.
 
 Each runs twice: a first load, then, after the API gained records, an incremental run. The
-warehouse must equal the API after each.
+warehouse must equal the API after each. Airflow's second run reads the credentials from the
+Airflow Variable `dlt_secrets_toml` instead of the environment: both ways the recipe documents.
 
 Each orchestrator is installed as a user installs the recipe (`pip install -e ".[airflow]"`,
 `".[dagster]"`), in an environment of its own under `.venv-recipes/`, built on first use and
@@ -129,6 +130,13 @@ def test_the_airflow_dag_loads_postgres_and_then_only_what_is_new(sandbox, postg
         for attempt in ("first", "next"):
             if attempt == "next":
                 more_records_arrive(sandbox)
+                # the other way the recipe documents: the credentials in the Airflow Variable
+                # that dlt reads as a secrets.toml document, none in the environment
+                run(["airflow", "variables", "set", "dlt_secrets_toml",
+                     f'[sources.rackwave]\nclient_id = "{DEMO_CLIENT_ID}"\n'
+                     f'client_secret = "{DEMO_CLIENT_SECRET}"\n'], environment, tmp_path)
+                del environment["SOURCES__RACKWAVE__CLIENT_ID"]
+                del environment["SOURCES__RACKWAVE__CLIENT_SECRET"]
             sandbox.admin.reset_stats()
             run(["airflow", "dags", "test", "rackwave"], environment, tmp_path)  # exit 1 if failed
             assert_equals_api(loader, sandbox)
