@@ -106,12 +106,20 @@ def is_unreachable(exc: BaseException) -> bool:
 
 
 def unreachable_warehouse(destination: str, exc: BaseException) -> WarehouseUnavailableError:
-    """Our transient error for a warehouse that cannot be reached (exit code 75)."""
+    """Our transient error for a warehouse that cannot be reached, or failed for a while (exit
+    code 75). A transient error that is no connection failure (DuckDB out of memory, a lock) is
+    not called unreachable: its own first line says what it is."""
     detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    cause = exc.__cause__ or exc.__context__
+    connection = isinstance(exc, (ConnectionError, TimeoutError)) or type(
+        cause if cause is not None else exc).__name__ in ("OperationalError", "InterfaceError",
+                                                          "ServiceUnavailable", "ConnectionError")
+    what = (f"Could not reach the {destination} warehouse" if connection
+            else f"The {destination} warehouse failed with a temporary error")
+    advice = ("Check its connection settings (host, port, credentials) and run again."
+              if connection else "Run again; if it persists, the message above says why.")
     return WarehouseUnavailableError(
-        f"Could not reach the {destination} warehouse: {detail}. No cursor moved: the next run "
-        "reads the same records again. Check its connection settings (host, port, credentials) "
-        "and run again."
+        f"{what}: {detail}. No cursor moved: the next run reads the same records again. {advice}"
     )
 
 

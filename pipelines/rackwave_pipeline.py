@@ -35,7 +35,7 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from rackwave_source import RESOURCES, rackwave_source
-from rackwave_source.recovery import finish_normalize_commit
+from rackwave_source.recovery import prepare_resume
 from rackwave_source.options import validate_resources
 from rackwave_source.drift import contract_error
 from rackwave_source.exceptions import (
@@ -144,7 +144,7 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
         "load is finished first.",
         file=sys.stderr,
     )
-    finish_normalize_commit(pipeline)
+    prepare_resume(pipeline)
     pipeline.run()
 
 

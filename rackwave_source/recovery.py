@@ -1,12 +1,22 @@
-"""Finishing what a killed run left half done in dlt's working folder, so the next plain
-``pipeline.run(rackwave_source())`` can go on.
+"""Making a killed run's leftovers safe to resume, so the next plain
+``pipeline.run(rackwave_source())`` goes on where it stopped.
 
-dlt 1.31's normalize commits a package in two steps: it renames ``load/new/<load id>`` to
-``load/normalized/<load id>``, then deletes ``normalize/extracted/<load id>``. A run killed
-between the two leaves the package in both places; every later ``run()`` normalizes it again and
-fails on the rename ("Directory not empty"), so the pipeline is stuck until someone deletes a
-folder by hand. The normalized copy is complete (the rename is atomic), so deleting the extracted
-one is exactly dlt's missing second step.
+dlt resumes a package a killed run left: ``run()`` loads it and returns. Two leftovers of a kill
+are repaired first (``prepare_resume``), by the source when it is made after its pipeline, or by
+the ``rackwave`` command:
+
+* **A normalize committed halfway.** dlt 1.31's normalize renames ``load/new/<load id>`` to
+  ``load/normalized/<load id>``, then deletes ``normalize/extracted/<load id>``. Killed between
+  the two, every later ``run()`` normalizes the package again and fails on the rename
+  ("Directory not empty"). The normalized copy is complete (the rename is atomic): deleting the
+  extracted one is exactly dlt's missing second step.
+* **A copy job run twice into DuckDB's staging tables.** A job killed after DuckDB committed its
+  rows but before dlt recorded it as done runs again when the package resumes, and would stage
+  its rows twice. Other destinations deduplicate staged rows in the merge itself; on a local
+  DuckDB file that window over the whole staged table would hold it in memory (729 MB at a
+  million leads), so the source declares its staged rows unique there (each run yields every id
+  once, ``resources._stage_hints``) and instead removes, before the resume, the staged rows of
+  every job that was running at the kill (``unstage_started_jobs``): dlt then stages them once.
 """
 
 from __future__ import annotations
@@ -14,10 +24,12 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, List
 
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
+
+from . import settings as S
 
 logger = logging.getLogger("rackwave_source")
 
@@ -26,6 +38,15 @@ def active_pipeline() -> Any:
     """The pipeline made or run last in this process, or None (none is made here)."""
     context = Container()[PipelineContext]
     return context.pipeline() if context.is_active() else None
+
+
+def prepare_resume(pipeline: Any) -> None:
+    """Repairs what a killed run left, when it left a package to resume (else does nothing)."""
+    if not pipeline.has_pending_data:
+        return
+    finish_normalize_commit(pipeline)
+    if _destination_type(pipeline) == "duckdb":
+        unstage_started_jobs(pipeline)
 
 
 def finish_normalize_commit(pipeline: Any) -> int:
@@ -42,3 +63,38 @@ def finish_normalize_commit(pipeline: Any) -> int:
             shutil.rmtree(package)
             finished += 1
     return finished
+
+
+def unstage_started_jobs(pipeline: Any) -> int:
+    """Removes from DuckDB's staging tables the rows of every resource's load job that was
+    running when the run was killed; dlt runs those jobs again as it resumes, so each row is
+    staged once whether the killed job had committed or not. Returns the jobs found."""
+    started = [
+        (job.name.split(".", 1)[0], job)
+        for package in _packages_in_load(pipeline)
+        for job in sorted((package / "started_jobs").glob("*.parquet"))
+    ]
+    started = [(table, job) for table, job in started if table in S.RESOURCE_NAMES]
+    if not started:
+        return 0
+    with pipeline.sql_client(S.SOURCE_NAME) as client:
+        with client.with_staging_dataset():
+            for table, job in started:
+                name = client.make_qualified_table_name(table)
+                escaped = str(job).replace("'", "''")
+                client.execute_sql(
+                    f"DELETE FROM {name} WHERE {S.PRIMARY_KEY} IN "
+                    f"(SELECT {S.PRIMARY_KEY} FROM read_parquet('{escaped}'))")
+                logger.warning("%s: a load job was running when the last run was killed; its "
+                               "staged rows are removed before dlt runs it again", table)
+    return len(started)
+
+
+def _packages_in_load(pipeline: Any) -> List[Path]:
+    normalized = Path(pipeline.working_dir) / "load" / "normalized"
+    return sorted(normalized.iterdir()) if normalized.is_dir() else []
+
+
+def _destination_type(pipeline: Any) -> str:
+    destination = pipeline.destination
+    return "" if destination is None else destination.destination_type.rsplit(".", 1)[-1]

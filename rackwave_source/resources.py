@@ -73,7 +73,17 @@ def _hints(spec: S.ResourceSpec, destination: str, flag: bool) -> Any:
     layout, table_hints = _layout(spec, destination)
     return dlt.mark.with_hints([], dlt.mark.make_hints(
         write_disposition="merge", columns={**deleted_at_column(flag), **layout},
-        additional_table_hints=table_hints or None))
+        additional_table_hints={**table_hints, **_stage_hints(destination)} or None))
+
+
+def _stage_hints(kind: str) -> Dict[str, Any]:
+    """On a local DuckDB file, the staged rows are declared unique, so dlt's merge skips the
+    window that deduplicates them: it holds the whole staged table in the loading process's
+    memory (a first load or full scan of a million leads peaked at 729 MB instead of 342 MB).
+    They are unique: a run yields every id once (``Scan`` drops repeats; deletions yield only ids
+    the scan did not see). A killed load job run again on resume stages its rows twice: that is
+    undone before dlt resumes (``recovery.unstage_started_jobs``)."""
+    return {"x-stage-data-deduplicated": True} if kind == "duckdb" else {}
 
 
 def _cannot_merge(table: str, destination: str) -> bool:

@@ -30,7 +30,7 @@ from .options import (
     validate_wait,
 )
 from .exceptions import ConfigurationError
-from .recovery import active_pipeline, finish_normalize_commit
+from .recovery import active_pipeline, prepare_resume
 from .resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
@@ -45,12 +45,12 @@ def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
     dlt fills the settings from ``.dlt/*.toml`` and the environment before the source runs; a
     value it cannot read as the setting's type (``SOURCES__RACKWAVE__PER_PAGE=abc``) is turned
     here into a :class:`ConfigurationError` naming the setting and the values it accepts. Made
-    after its pipeline (``pipeline.run(rackwave_source())``), it first repairs what a run killed
-    mid-normalize left in the pipeline's folder (``recovery.py``).
+    after its pipeline (``pipeline.run(rackwave_source())``), it first repairs what a killed run
+    left for dlt to resume (``recovery.py``).
     """
     pipeline = active_pipeline()
     if pipeline is not None:  # ``pipeline.run(rackwave_source())``: made before the source
-        finish_normalize_commit(pipeline)
+        prepare_resume(pipeline)
     try:
         return _rackwave_source(*args, **kwargs)
     except ConfigValueCannotBeCoercedException as exc:

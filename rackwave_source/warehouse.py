@@ -11,7 +11,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Set
 
 import dlt
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.compute as pc
 
 from dlt.common.json import json
 
@@ -74,8 +74,15 @@ class LoadedTable:
         if is_lake(self.pipeline):
             data = lake_table(self.pipeline, self.resource)
             assert data is not None  # ``of`` saw it
-            wanted = pa.array(ids, data.schema.field(S.PRIMARY_KEY).type)  # Delta: string_view
-            return self.as_loaded(data.to_table(filter=ds.field(S.PRIMARY_KEY).isin(wanted)))
+            wanted = pa.array(ids, pa.string())
+            parts = [  # batch by batch: bounded memory (Delta's ids may be string_view)
+                batch.filter(pc.is_in(pc.cast(batch.column(S.PRIMARY_KEY), pa.string()), wanted))
+                for batch in data.to_batches(batch_size=_CHUNK)
+            ]
+            if not parts:
+                return self.as_loaded(data.head(0))
+            found = pa.Table.from_batches([b for b in parts if b.num_rows], parts[0].schema)
+            return self.as_loaded(found)
         relation = self.pipeline.dataset(schema=S.SOURCE_NAME)[self.resource]
         parts = [
             relation.where(S.PRIMARY_KEY, "in", ids[at:at + _IDS_PER_QUERY]).arrow()
