@@ -15,14 +15,16 @@ the ``rackwave`` command:
   its rows twice. Other destinations deduplicate staged rows in the merge itself; on a local
   DuckDB file that window over the whole staged table would hold it in memory (729 MB at a
   million leads), so the source declares its staged rows unique there (each run yields every id
-  once, ``resources._stage_hints``) and instead removes, before the resume, the staged rows of
-  every job that was running at the kill (``unstage_started_jobs``): dlt then stages them once.
+  once, ``resources._stage_hints``) and instead removes, before the resume, the rows of every job
+  that was running at the kill (``unstage_started_jobs``): dlt then copies them once. The same
+  holds for a first load into DuckDB, which copies straight into the table.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, List
 
@@ -66,9 +68,11 @@ def finish_normalize_commit(pipeline: Any) -> int:
 
 
 def unstage_started_jobs(pipeline: Any) -> int:
-    """Removes from DuckDB's staging tables the rows of every resource's load job that was
-    running when the run was killed; dlt runs those jobs again as it resumes, so each row is
-    staged once whether the killed job had committed or not. Returns the jobs found."""
+    """Removes the rows of every resource's load job that was running when the run was killed,
+    from the staging table it copies into (a merge) or the table itself (a first load, which
+    replaces it); dlt runs those jobs again as it resumes, so each row is copied once whether the
+    killed job had committed or not. Removing them from the table is harmless for a merge too:
+    its staged rows replace the table's rows of the same ids anyway. Returns the jobs found."""
     started = [
         (job.name.split(".", 1)[0], job)
         for package in _packages_in_load(pipeline)
@@ -77,16 +81,22 @@ def unstage_started_jobs(pipeline: Any) -> int:
     started = [(table, job) for table, job in started if table in S.RESOURCE_NAMES]
     if not started:
         return 0
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
     with pipeline.sql_client(S.SOURCE_NAME) as client:
-        with client.with_staging_dataset():
-            for table, job in started:
-                name = client.make_qualified_table_name(table)
-                escaped = str(job).replace("'", "''")
-                client.execute_sql(
-                    f"DELETE FROM {name} WHERE {S.PRIMARY_KEY} IN "
-                    f"(SELECT {S.PRIMARY_KEY} FROM read_parquet('{escaped}'))")
-                logger.warning("%s: a load job was running when the last run was killed; its "
-                               "staged rows are removed before dlt runs it again", table)
+        for table, job in started:
+            escaped = str(job).replace("'", "''")
+            for staging in (True, False):
+                with client.with_staging_dataset() if staging else nullcontext():
+                    name = client.make_qualified_table_name(table)
+                    try:
+                        client.execute_sql(
+                            f"DELETE FROM {name} WHERE {S.PRIMARY_KEY} IN "
+                            f"(SELECT {S.PRIMARY_KEY} FROM read_parquet('{escaped}'))")
+                    except DatabaseUndefinedRelation:
+                        continue  # not staged (a replace), or not created yet
+            logger.warning("%s: a load job was running when the last run was killed; its rows "
+                           "are removed before dlt runs it again", table)
     return len(started)
 
 

@@ -66,6 +66,8 @@ class ScanRun:
         self.state = state
         self.resource = resource
         self.started_at = utc_now()
+        #: nothing of this resource was ever loaded by a finished run (no cursor in the state)
+        self.first_run = state.get(STATE_CURSOR) is None
         pipeline = current_pipeline()
         self.requests = RequestedScans.of(pipeline) if pipeline is not None else None
         self.plan: ScanPlan = plan_scan(state, options, self.started_at,
