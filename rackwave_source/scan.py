@@ -11,6 +11,9 @@
 
 On a quiet account that costs one request more than the pages themselves (two when the last page
 is exactly full); under churn, a walk of a page or two per hole.
+
+Progress (``progress.py``) is reported from here, once per page, by the thread that hands pages
+to dlt: the phases above, and the deletion lookups a full scan is followed by.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .decode import Page
 from .endpoint import ListEndpoint
 from .exceptions import ScanIncomplete
 from .paging import concurrent_pass, sequential_pass
+from .progress import PHASE_DELETIONS, PHASE_HOLES, PHASE_TOP, Progress, observer
 from .rereads import probe_top, walk_gap
 
 #: An id's 64-bit hash (stable within one process, which is all a run needs): a scan of a
@@ -59,7 +63,8 @@ class Kept:
 class Scan:
     """Reads one resource for one run; iterate :meth:`pages`, then read the outcome."""
 
-    def __init__(self, endpoint: ListEndpoint, plan: ScanPlan, concurrency: int) -> None:
+    def __init__(self, endpoint: ListEndpoint, plan: ScanPlan, concurrency: int,
+                 progress: Optional[Progress] = None) -> None:
         self.endpoint = endpoint
         self.plan = plan
         self.concurrency = concurrency
@@ -79,6 +84,7 @@ class Scan:
         self._main_listed = 0
         self._latest_at = 0.0  # the total of the page answered last
         self._latest_total = 0
+        self._progress = observer(progress)
 
     @property
     def cursor_us(self) -> Optional[int]:
@@ -90,10 +96,20 @@ class Scan:
 
     def pages(self) -> Iterator[Kept]:
         """Every page's new records, the main pass first, then the re-reads."""
+        resource = self.endpoint.resource
+        self._progress.started(resource, self.plan)
         yield from self._main_pass()
         if self.plan.full_scan:
+            self._progress.phase(resource, PHASE_TOP)
             yield from self._top()
         yield from self._holes()
+        if self.plan.full_scan:  # the caller goes on to the rows the scan did not see
+            self._progress.phase(resource, PHASE_DELETIONS)
+
+    def finished(self) -> None:
+        """Tells the progress observer the resource is done: called by the caller once it has
+        also settled the rows the scan did not see (``deletions.py``), not when a run fails."""
+        self._progress.finished(self.endpoint.resource)
 
     # -- the passes ------------------------------------------------------------------------------
     def _main_pass(self) -> Iterator[Kept]:
@@ -131,6 +147,8 @@ class Scan:
             holes = self.coverage.gaps(self._since_us)
             if not holes:
                 return
+            if not self.counts.holes:
+                self._progress.phase(self.endpoint.resource, PHASE_HOLES)
             self.counts.holes = self.counts.holes or len(holes)
             for hole in holes:  # each walk starts from the latest total: walks move pages too
                 for page in walk_gap(self.endpoint, hole, self._latest_total):
@@ -177,6 +195,7 @@ class Scan:
                 ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
                 self.seen.extend(map(id_hash, ids))
         self.counts.rows += kept
+        self._progress.page(self.endpoint.resource, kept, page.total, page.last_page)
         if recovering:
             self.counts.recovered += kept
         return Kept(records, self._new_rejects(page.rejected))
