@@ -1,21 +1,27 @@
-"""The end-of-run summary: what a person wants to know at a glance after a scheduled load."""
+"""The end-of-run summary: what a person wants to know at a glance after a scheduled load.
+
+Its figures are the run's rows in ``rackwave_runs`` (``rackwave_source/run_history.py``), which
+the run loaded with its data; only the rows each table has now are counted.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional
 
 import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from rackwave_source import settings as S
-from rackwave_source.cursor import from_iso
 from rackwave_source.lake import is_lake, lake_table
+from rackwave_source.run_history import run_row
+from rackwave_source.scan_run import RunRecord
+from rackwave_source.schema import RUN_COLUMNS
 
 
 @dataclass
 class TableSummary:
-    """One resource's outcome of one run."""
+    """One resource's outcome of one run: its ``rackwave_runs`` row, and the table's rows now."""
 
     table: str
     mode: str
@@ -28,78 +34,45 @@ class TableSummary:
     removed: Optional[int]
     requests: int
     rate_limited: int
+    retries: int = 0
+    token_renewals: int = 0
+    api_total: Optional[int] = None
+    load_id: Optional[str] = None
 
 
-def _count(
-    pipeline: dlt.Pipeline, tables: List[str], newer_than: Mapping[str, Optional[str]]
-) -> Dict[str, Tuple[int, Optional[int]]]:
-    """Per table: rows now, and rows created after ``newer_than[table]`` (None when not asked).
+def _count(pipeline: dlt.Pipeline, tables: List[str]) -> Dict[str, int]:
+    """Rows per table now (0 for a table not created yet, or when it cannot be counted).
 
     One connection and one query per table (opening a DuckDB connection costs ~60 ms). Lake
     tables are counted from their own metadata and files (``rackwave_source/lake.py``).
     """
-    counts: Dict[str, Tuple[int, Optional[int]]] = {}
+    counts: Dict[str, int] = {}
     try:
         if is_lake(pipeline):
-            counts = _count_lake(pipeline, tables, newer_than)
+            for table in tables:
+                data = lake_table(pipeline, table)
+                counts[table] = 0 if data is None else data.count_rows()
         else:
-            counts = _count_sql(pipeline, tables, newer_than)
+            with pipeline.sql_client() as client:
+                for table in tables:
+                    counts[table] = _sql_count(client, table)
     except Exception:  # noqa: BLE001 - a summary must never fail a load (e.g. no SQL client)
         pass
-    for table in tables:
-        counts.setdefault(table, (0, None))
-    return counts
+    return {table: counts.get(table, 0) for table in tables}
 
 
-def _count_sql(
-    pipeline: dlt.Pipeline, tables: List[str], newer_than: Mapping[str, Optional[str]]
-) -> Dict[str, Tuple[int, Optional[int]]]:
-    counts: Dict[str, Tuple[int, Optional[int]]] = {}
-    with pipeline.sql_client() as client:
-        column = client.escape_column_name(S.CURSOR_FIELD)
-        for table in tables:
-            name = client.make_qualified_table_name(table)
-            cursor = newer_than.get(table)
-            try:
-                if cursor is None:
-                    rows = client.execute_sql(f"SELECT COUNT(*) FROM {name}")
-                    assert rows is not None  # a SELECT returns rows; dlt types them Optional
-                    counts[table] = (int(rows[0][0]), None)
-                else:
-                    rows = client.execute_sql(
-                        f"SELECT COUNT(*), SUM(CASE WHEN {column} > %s THEN 1 ELSE 0 END) "
-                        f"FROM {name}", cursor)
-                    assert rows is not None
-                    counts[table] = (int(rows[0][0]), int(rows[0][1] or 0))
-            except DatabaseUndefinedRelation:
-                counts[table] = (0, None if cursor is None else 0)
-    return counts
-
-
-def _count_lake(
-    pipeline: dlt.Pipeline, tables: List[str], newer_than: Mapping[str, Optional[str]]
-) -> Dict[str, Tuple[int, Optional[int]]]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    counts: Dict[str, Tuple[int, Optional[int]]] = {}
-    for table in tables:
-        cursor = newer_than.get(table)
-        data = lake_table(pipeline, table)
-        if data is None:
-            counts[table] = (0, None if cursor is None else 0)
-            continue
-        newer = None
-        if cursor is not None:
-            bound = pa.scalar(from_iso(cursor), pa.timestamp("us", tz="UTC"))
-            newer = data.count_rows(filter=pc.field(S.CURSOR_FIELD) > bound)
-        counts[table] = (data.count_rows(), newer)
-    return counts
+def _sql_count(client: Any, table: str) -> int:
+    try:
+        rows = client.execute_sql(f"SELECT COUNT(*) FROM {client.make_qualified_table_name(table)}")
+    except DatabaseUndefinedRelation:
+        return 0
+    assert rows is not None  # a SELECT returns rows; dlt types them Optional
+    return int(rows[0][0])
 
 
 def count_rows(pipeline: dlt.Pipeline, tables: List[str]) -> Dict[str, int]:
     """Rows per table in the destination now (0 for a table not created yet)."""
-    return {table: total for table, (total, _) in _count(pipeline, tables, {}).items()}
+    return _count(pipeline, tables)
 
 
 def resource_state(pipeline: dlt.Pipeline, resource: str) -> Mapping[str, Any]:
@@ -109,55 +82,93 @@ def resource_state(pipeline: dlt.Pipeline, resource: str) -> Mapping[str, Any]:
     return state
 
 
+def _runs_loaded(pipeline: dlt.Pipeline, load_ids: Mapping[str, str]) -> Dict[str, Dict[str, Any]]:
+    """Each resource's ``rackwave_runs`` row of the load that carried its last run (``load_ids``:
+    resource -> load id); a resource whose row cannot be read is left out."""
+    wanted = sorted(set(load_ids.values()))
+    if not wanted:
+        return {}
+    try:
+        rows = _read_runs_lake(pipeline, wanted) if is_lake(pipeline) else _read_runs_sql(
+            pipeline, wanted)
+    except Exception:  # noqa: BLE001 - a summary must never fail a load
+        return {}
+    return {row["resource"]: row for row in rows
+            if load_ids.get(row["resource"]) == row["load_id"]}
+
+
+def _read_runs_sql(pipeline: dlt.Pipeline, load_ids: List[str]) -> List[Dict[str, Any]]:
+    with pipeline.sql_client() as client:
+        columns = ", ".join(client.escape_column_name(c) for c in RUN_COLUMNS)
+        marks = ", ".join(["%s"] * len(load_ids))
+        rows = client.execute_sql(
+            f"SELECT {columns} FROM {client.make_qualified_table_name(S.RUNS_TABLE)} "
+            f"WHERE {client.escape_column_name('load_id')} IN ({marks})", *load_ids)
+    return [dict(zip(RUN_COLUMNS, row)) for row in rows or []]
+
+
+def _read_runs_lake(pipeline: dlt.Pipeline, load_ids: List[str]) -> List[Dict[str, Any]]:
+    import pyarrow.compute as pc
+
+    data = lake_table(pipeline, S.RUNS_TABLE)
+    if data is None:
+        return []
+    found = data.to_table(columns=list(RUN_COLUMNS), filter=pc.field("load_id").isin(load_ids))
+    rows: List[Dict[str, Any]] = found.to_pylist()
+    return rows
+
+
+def _from_state(resource: str, last_run: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The same figures from the state's ``last_run``, when the table could not be read."""
+    try:
+        return run_row(resource, RunRecord(**last_run))
+    except TypeError:  # no run recorded, or one recorded by another version
+        return None
+
+
 def summarize(
     pipeline: dlt.Pipeline,
     resources: List[str],
     before: Optional[Mapping[str, int]],
 ) -> List[TableSummary]:
-    """What each resource read, and the destination after the run.
+    """What each resource's last run did, as its ``rackwave_runs`` row says (written in the load
+    that carried the run, so it is the load just finished), and the rows each table has now.
 
-    Records are never created in the past, so the rows created after the cursor the run started
-    from are the new ones (``last_run.previous_cursor``, kept by the source). ``before`` (row
-    counts before the run, when known) gives what a full scan removed.
+    The row's figures are the source's own counts (new: created after the run's starting cursor;
+    removed: confirmed gone, or flagged): exact on every destination, with nothing to compare
+    before and after. ``before`` (row counts before the run, when known) is only reported.
     """
-    runs = {name: resource_state(pipeline, name).get("last_run", {}) for name in resources}
-    # Records are never created in the past: rows newer than the run's starting cursor are new.
-    counts = _count(pipeline, resources,
-                    {name: run.get("previous_cursor") for name, run in runs.items()})
-    out: List[TableSummary] = []
-    for name in resources:
-        run = runs[name]
-        mode = run.get("mode", "not run")
-        read = int(run.get("rows", 0))
-        rows_after, newer = counts[name]
-        rows_before = None if before is None else before.get(name, 0)
-        new = min(read, rows_after if newer is None else newer)
-        removed: Optional[int] = 0
-        if mode == "full_scan":
-            # deleted_records = "flag" keeps the rows: count those newly flagged instead.
-            flagged = int(run.get("flagged_deleted", 0))
-            if flagged:
-                removed = flagged
-            elif rows_before is not None:
-                removed = max(0, rows_before + new - rows_after)
-            else:
-                removed = None
-        out.append(
-            TableSummary(
-                table=name,
-                mode=mode.replace("_", " "),
-                pages=int(run.get("pages", 0)),
-                rows_read=read,
-                rows_before=rows_before,
-                rows_after=rows_after,
-                new=new,
-                updated=max(0, read - new),
-                removed=removed,
-                requests=int(run.get("requests", 0)),
-                rate_limited=int(run.get("rate_limited", 0)),
-            )
-        )
-    return out
+    last_runs = {name: resource_state(pipeline, name).get("last_run") or {} for name in resources}
+    load_ids = {name: run["load_id"] for name, run in last_runs.items() if run.get("load_id")}
+    loaded = _runs_loaded(pipeline, load_ids)
+    counts = _count(pipeline, resources)
+    return [_summary(name, loaded.get(name) or _from_state(name, last_runs[name]), counts[name],
+                     None if before is None else before.get(name, 0))
+            for name in resources]
+
+
+def _summary(name: str, run: Optional[Mapping[str, Any]], rows_after: int,
+             rows_before: Optional[int]) -> TableSummary:
+    if run is None:
+        return TableSummary(name, "not run", 0, 0, rows_before, rows_after, 0, 0, None, 0, 0)
+    new, updated = int(run["rows_new"]), int(run["rows_updated"])
+    return TableSummary(
+        table=name,
+        mode=str(run["mode"]).replace("_", " "),
+        pages=int(run["pages"]),
+        rows_read=new + updated,
+        rows_before=rows_before,
+        rows_after=rows_after,
+        new=new,
+        updated=updated,
+        removed=int(run["rows_removed"]) + int(run["rows_flagged"]),
+        requests=int(run["requests"]),
+        rate_limited=int(run["rate_limited"]),
+        retries=int(run["retries"]),
+        token_renewals=int(run["token_renewals"]),
+        api_total=None if run["api_total"] is None else int(run["api_total"]),
+        load_id=None if run["load_id"] is None else str(run["load_id"]),
+    )
 
 
 def render(

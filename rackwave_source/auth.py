@@ -47,6 +47,8 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
         super().__post_init__()
         self._lock = threading.RLock()
         self.tokens_obtained = 0
+        #: called for every token obtained after the first (expired, or refused with a 401)
+        self.on_renewal: Callable[[], None] = lambda: None
 
     def __repr__(self) -> str:
         # The dataclass repr would print the client secret and the token.
@@ -115,6 +117,8 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
         lifetime = self.parse_expiration_in_seconds(body)
         self.token_expiry = pendulum.now().add(seconds=lifetime)
         self.tokens_obtained += 1
+        if self.tokens_obtained > 1:
+            self.on_renewal()
 
     def _current_token(self) -> str:
         with self._lock:

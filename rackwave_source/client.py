@@ -22,23 +22,27 @@ next 429 is rare.
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 import threading
 import time
 from collections import Counter
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import certifi
 import requests
 import urllib3
+from tenacity import RetryCallState
 from urllib3 import BaseHTTPResponse
 
 from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.common.json import json
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client
+from dlt.sources.helpers.requests.session import Session
 
 from . import settings as S
 from .auth import RackwaveTokenAuth, make_auth
@@ -54,6 +58,43 @@ from .throttle import Throttle
 USER_AGENT = "rackwave-source (dlt)"
 Decoder = Callable[[bytes], Any]
 Failure = Union[None, str, BaseException]
+UNDECODABLE = "undecodable"
+#: what ``stats(path)`` counts, per path
+STATS = ("requests", "rate_limited", "retries", "token_renewals")
+_OS_ERROR = re.compile(r"\[Errno -?\d+\] [^'\"()]+")
+logger = logging.getLogger("rackwave_source")
+
+
+def shown_url(url: str, params: Optional[Mapping[str, Any]] = None) -> str:
+    """A request's URL as messages show it: no query string (a lookup's ``search`` holds an
+    email), only the page number when there is one."""
+    parts = urlsplit(url)
+    bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    page = (params or {}).get("page")
+    return f"{bare} page {page}" if page is not None else bare
+
+
+def describe_failure(failure: Failure) -> str:
+    """What went wrong with one attempt, in words that name no URL query, header or secret: the
+    status, or the network error's type and the operating system's reason."""
+    if failure == UNDECODABLE:
+        return "an incomplete or non-JSON body"
+    if isinstance(failure, str):
+        return failure
+    if failure is None:
+        return "no answer"
+    text = str(failure)
+    reason = _OS_ERROR.search(text)
+    detail = reason.group(0).strip() if reason else ("timed out" if "timed out" in text else "")
+    return f"{type(failure).__name__}: {detail}" if detail else type(failure).__name__
+
+
+def log_retry(method: str, shown: str, failure: Failure, attempt: int, attempts: int,
+              wait: float) -> None:
+    """One line per retry at WARNING (the command shows it): an outage is visible as it
+    happens, not only when the attempts are spent."""
+    logger.warning("Rackwave API: %s %s failed (%s), attempt %d of %d; next attempt in %.1f s",
+                   method, shown, describe_failure(failure), attempt, attempts, wait)
 
 
 def _environment(base_url: str) -> Dict[str, Any]:
@@ -122,6 +163,35 @@ def _session_attrs(env: Mapping[str, Any]) -> Dict[str, Any]:
     }
 
 
+class _TokenSessions(Client):
+    """dlt's retrying session, made to tell each retry of the token request (tenacity's
+    ``before_sleep``, set with ``retry_with`` on the ``send`` dlt wraps) instead of retrying in
+    silence for minutes; ``on_retry`` is called with the same moment, for the counters."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_retry: Callable[[], None] = lambda: None
+
+    def _make_session(self) -> Session:
+        session = super()._make_session()
+        session.send = session.send.retry_with(  # type: ignore[attr-defined,method-assign]
+            before_sleep=self._retrying)
+        return session
+
+    def _retrying(self, state: RetryCallState) -> None:
+        outcome = state.outcome
+        failure: Failure = None
+        if outcome is not None:
+            error = outcome.exception()
+            failure = error if error is not None else f"HTTP {outcome.result().status_code}"
+        request = state.args[0] if state.args else None
+        url = str(getattr(request, "url", "") or "")
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        log_retry(str(getattr(request, "method", "POST")), shown_url(url), failure,
+                  state.attempt_number, int(self._retry_kwargs["max_attempts"]), wait)
+        self.on_retry()
+
+
 class RackwaveClient:
     """Talks JSON to one Rackwave base URL with one set of credentials."""
 
@@ -142,7 +212,7 @@ class RackwaveClient:
         env = _environment(self.base_url)
         if ca_bundle:
             env["verify"] = ca_bundle  # TLS stays verified, against this bundle
-        self._http = Client(
+        self._http = _TokenSessions(
             request_timeout=S.REQUEST_TIMEOUT_S,
             raise_for_status=False,
             exceptions=(),
@@ -162,8 +232,12 @@ class RackwaveClient:
         )
         self.throttle = Throttle(max_requests_per_second)
         self._stats_lock = threading.Lock()
-        self.requests_by_path: Counter[str] = Counter()
-        self.rate_limited_by_path: Counter[str] = Counter()
+        self._counts: Dict[str, Counter[str]] = {name: Counter() for name in STATS}
+        # The path each thread is requesting: a token renewed or a token request retried is
+        # counted for the request that needed the token.
+        self._requesting = threading.local()
+        self._http.on_retry = lambda: self._count("retries")
+        self.auth.on_renewal = lambda: self._count("token_renewals")
 
     def get(
         self, path: str, params: Optional[Mapping[str, Any]] = None,
@@ -179,15 +253,15 @@ class RackwaveClient:
         """
         url = self.base_url + path
         target = f"{url}?{urlencode(params)}" if params else url
+        self._requesting.path = path
+        shown = shown_url(url, params)
         waited = 0.0
         while True:
             sent_at = self.throttle.acquire()
-            reply, body, failure = self._attempts(target, decode or json.loadb)
-            with self._stats_lock:
-                self.requests_by_path[path] += 1
+            reply, body, failure = self._attempts(target, shown, decode or json.loadb)
+            self._count("requests")
             if reply is not None and reply.status == 429:
-                with self._stats_lock:
-                    self.rate_limited_by_path[path] += 1
+                self._count("rate_limited")
                 delay = _retry_after_seconds(reply.headers.get("Retry-After"))
                 waited += delay
                 if waited > self.max_rate_limit_wait:
@@ -207,7 +281,7 @@ class RackwaveClient:
         )
 
     def _attempts(
-        self, target: str, decode: Decoder
+        self, target: str, shown: str, decode: Decoder
     ) -> Tuple[Optional[BaseHTTPResponse], Any, Failure]:
         """Sends until an answer is final: decoded 2xx, 4xx, 429, or the attempts are spent."""
         reply: Optional[BaseHTTPResponse] = None
@@ -225,13 +299,16 @@ class RackwaveClient:
                     try:
                         return reply, decode(reply.data), None
                     except (ValueError, TypeError):
-                        failure = "undecodable"
+                        failure = UNDECODABLE
                 elif reply.status < 500:
                     return reply, None, None
                 else:
                     failure = f"HTTP {reply.status}"
             if attempt < self.max_attempts:
-                time.sleep(self._backoff(attempt, reply))
+                wait = self._backoff(attempt, reply)
+                log_retry("GET", shown, failure, attempt, self.max_attempts, wait)
+                self._count("retries")
+                time.sleep(wait)
         return reply, None, failure
 
     def _backoff(self, attempt: int, reply: Optional[BaseHTTPResponse]) -> float:
@@ -270,7 +347,7 @@ class RackwaveClient:
             except ValueError:
                 error_body = None
             raise api_error_for(url, status, error_body, reply.reason or "")
-        if failure == "undecodable":
+        if failure == UNDECODABLE:
             raise ServerError(
                 f"Rackwave API sent an incomplete or non-JSON body for {url} (HTTP {status}, "
                 f"{reply.headers.get('Content-Type', 'no content type')}) on every one of "
@@ -278,10 +355,14 @@ class RackwaveClient:
             )
         return body
 
-    def stats(self, path: str) -> Dict[str, int]:
-        """Requests answered for ``path`` so far, and how many of them were 429."""
+    def _count(self, what: str) -> None:
+        """Counts one event for the path this thread is requesting."""
+        path = getattr(self._requesting, "path", "")
         with self._stats_lock:
-            return {
-                "requests": self.requests_by_path[path],
-                "rate_limited": self.rate_limited_by_path[path],
-            }
+            self._counts[what][path] += 1
+
+    def stats(self, path: str) -> Dict[str, int]:
+        """What requesting ``path`` took so far: requests answered, how many of them were 429,
+        attempts retried (a failed token request included), tokens renewed for it."""
+        with self._stats_lock:
+            return {name: self._counts[name][path] for name in STATS}

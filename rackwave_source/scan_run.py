@@ -56,6 +56,16 @@ class RunRecord:
     lookups: int  # records looked up through the API's search
     flagged_deleted: int  # rows newly flagged deleted (deleted_records = "flag")
     quarantined: int  # records set aside (bad_records = "quarantine")
+    retries: int = 0  # attempts retried after a 5xx, a network error or a bad body (token too)
+    token_renewals: int = 0  # tokens obtained again (expired, or refused with a 401)
+    rows_new: int = 0  # of ``rows``, records created after ``previous_cursor`` (see run_history)
+    api_total: Optional[int] = None  # the API's meta.total on the last page the run read
+    load_id: Optional[str] = None  # the load package that carries this run
+
+    @property
+    def rows_updated(self) -> int:
+        """Records read again and merged (changed or not): every row read that is not new."""
+        return self.rows - self.rows_new
 
 
 class ScanRun:
@@ -68,6 +78,8 @@ class ScanRun:
         self.started_at = utc_now()
         #: nothing of this resource was ever loaded by a finished run (no cursor in the state)
         self.first_run = state.get(STATE_CURSOR) is None
+        #: the cursor this run starts from: records created after it are new (run_history.py)
+        self.previous_cursor: Optional[str] = state.get(STATE_CURSOR)
         pipeline = current_pipeline()
         self.requests = RequestedScans.of(pipeline) if pipeline is not None else None
         self.plan: ScanPlan = plan_scan(state, options, self.started_at,
@@ -90,7 +102,7 @@ class ScanRun:
         return asked
 
     def finish(self, read: Scan, deletions: DeletionCounts, http: Dict[str, int],
-               flagged: int) -> RunRecord:
+               flagged: int, rows_new: int = 0, load_id: Optional[str] = None) -> RunRecord:
         """Advances the state after every page was read (a failed run never gets here)."""
         previous = self.state.get(STATE_CURSOR)
         scan = read.counts
@@ -111,7 +123,17 @@ class ScanRun:
             deletion_candidates=deletions.candidates,
             deletions_confirmed=deletions.confirmed, still_there=deletions.still_there,
             undecided=deletions.undecided, lookups=deletions.lookups, flagged_deleted=flagged,
-            quarantined=scan.quarantined,
+            quarantined=scan.quarantined, retries=http.get("retries", 0),
+            token_renewals=http.get("token_renewals", 0), rows_new=rows_new,
+            api_total=_last_total(read), load_id=load_id,
         )
         self.state[STATE_LAST_RUN] = asdict(record)
         return record
+
+
+def _last_total(read: Scan) -> Optional[int]:
+    """The API's ``meta.total`` on the page the scan was answered last (``Scan`` keeps it for its
+    coverage arithmetic): the size of the list as the run ended."""
+    answered: float = getattr(read, "_latest_at", 0.0)
+    total = getattr(read, "_latest_total", None)
+    return int(total) if isinstance(total, int) and answered else None

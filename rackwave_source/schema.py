@@ -77,3 +77,34 @@ QUARANTINE_COLUMNS: TColumns = {
     "record": _text(),
     "quarantined_at": _timestamp(nullable=False),
 }
+
+# One row per resource per completed run (run_history.py), written in the load it describes.
+# Keyed on (load_id, resource) and merged, so a package loaded twice (dlt resuming a killed load,
+# a job run again) still leaves one row per run on every destination.
+
+
+def _count() -> TColumnSchema:
+    return {"data_type": "bigint", "nullable": False}
+
+
+RUN_COLUMNS: TColumns = {
+    "load_id": {"data_type": "text", "nullable": False, "primary_key": True},
+    "resource": {"data_type": "text", "nullable": False, "primary_key": True},
+    "mode": _text(nullable=False),
+    "reason": _text(),
+    "started_at": _timestamp(nullable=False),
+    "finished_at": _timestamp(nullable=False),
+    "cursor": _timestamp(),
+    "pages": _count(),
+    "rereads": _count(),
+    "requests": _count(),
+    "rate_limited": _count(),
+    "retries": _count(),
+    "token_renewals": _count(),
+    "rows_new": _count(),
+    "rows_updated": _count(),
+    "rows_removed": _count(),
+    "rows_flagged": _count(),
+    "rows_quarantined": _count(),
+    "api_total": {"data_type": "bigint", "nullable": True},
+}

@@ -96,6 +96,9 @@ LOOKUP_MAX_PAGES = 3
 # Rows per Arrow item handed to dlt (dlt's per-item overhead is ~10 ms; see records.ArrowBatch).
 ARROW_BATCH_ROWS = 20_000
 
+# One row per resource per completed run, in the dataset beside the data (run_history.py).
+RUNS_TABLE = "rackwave_runs"
+
 # HTTP: connect/read timeout in seconds (dlt's [runtime] request_timeout overrides it).
 REQUEST_TIMEOUT_S = 60.0
 # Assumed (the reference documents 429 + Retry-After but no quota): how long in total a single

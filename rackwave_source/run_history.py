@@ -1,0 +1,108 @@
+"""``rackwave_runs``: one row per resource per completed run, loaded with the data it describes.
+
+The row is the last item a resource's generator yields, into a table variant of the resource
+(like the quarantine table), so it travels in the same load package as the run's records and its
+state: a run that fails (while reading, or in any other resource of the same extract) leaves no
+row, a run that loaded leaves its row, and freshness and volume can be queried where the data is.
+
+Exactly once. The table is keyed on ``(load_id, resource)`` and merged rather than appended:
+dlt runs a load job again when it resumes a package whose job was killed after the destination
+committed it (and before dlt recorded it done), and an append would then keep the row twice on
+every destination. A merge is idempotent, on every destination and with nothing to repair
+(``recovery.py`` repairs DuckDB's staged rows of the resources' own tables only). It costs one
+staged row and one merge statement per run.
+
+New or updated. The source knows the ids it read, not which of them the warehouse had. Records
+are created at the top of the list with an immutable ``created_at`` (the README's assumptions),
+so the records created after the cursor the run started from are the new ones; every other
+record read is an existing one read again and merged (changed or not). Counted on the pages as
+they are read (one Arrow comparison per page: no measurable cost, see benchmarks/README.md),
+with no read-back of the warehouse, which an incremental run would otherwise pay for. Exact under
+the documented assumptions; two cases it counts as updated although the warehouse did not have
+the row: a record created in the very microsecond of the previous cursor after that run read
+it, and a record inserted with a past ``created_at`` (a full scan loads it).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Dict, Optional
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.extract.resource import DltResource
+
+from . import settings as S
+from .cursor import from_iso
+from .scan_run import RunRecord
+from .schema import RUN_COLUMNS
+
+RUN_KEY = ("load_id", "resource")
+
+
+def declare(resource: DltResource) -> None:
+    """Makes the ``rackwave_runs`` variant of ``resource``: merged on ``RUN_KEY``, its columns
+    declared. Call it before the resource's own hints, which a variant would otherwise copy."""
+    resource.apply_hints(table_name=S.RUNS_TABLE, create_table_variant=True,
+                         write_disposition="merge", primary_key=RUN_KEY, columns=RUN_COLUMNS)
+
+
+class NewRows:
+    """Counts the records read that were created after the cursor the run started from."""
+
+    def __init__(self, previous_cursor: Optional[str]) -> None:
+        self.count = 0
+        self._after: Optional[datetime] = None if previous_cursor is None else from_iso(
+            previous_cursor)
+
+    def add(self, records: pa.Table) -> None:
+        if not records.num_rows:
+            return
+        if self._after is None:  # a first load: everything is new
+            self.count += records.num_rows
+            return
+        column = records.column(S.CURSOR_FIELD)
+        bound = pa.scalar(self._after, pa.timestamp("us", tz="UTC")).cast(column.type)
+        self.count += int(pc.sum(pc.greater(column, bound)).as_py() or 0)
+
+
+def current_load_id() -> Optional[str]:
+    """The id of the load package being extracted, or None (iterated outside a pipeline)."""
+    try:
+        return str(dlt.current.load_package_state()["load_id"])
+    except Exception:  # noqa: BLE001 - no pipeline, no package
+        return None
+
+
+def run_row(resource: str, record: RunRecord) -> Dict[str, Any]:
+    """The ``rackwave_runs`` row of one run (the columns of ``schema.RUN_COLUMNS``)."""
+    return {
+        "load_id": record.load_id,
+        "resource": resource,
+        "mode": record.mode,
+        "reason": record.reason,
+        "started_at": from_iso(record.started_at),
+        "finished_at": from_iso(record.finished_at),
+        "cursor": None if record.cursor is None else from_iso(record.cursor),
+        "pages": record.pages,
+        "rereads": record.rereads,
+        "requests": record.requests,
+        "rate_limited": record.rate_limited,
+        "retries": record.retries,
+        "token_renewals": record.token_renewals,
+        "rows_new": record.rows_new,
+        "rows_updated": record.rows_updated,
+        "rows_removed": record.deletions_confirmed - record.flagged_deleted,
+        "rows_flagged": record.flagged_deleted,
+        "rows_quarantined": record.quarantined,
+        "api_total": record.api_total,
+    }
+
+
+def history_item(resource: str, record: RunRecord) -> Any:
+    """The run's row as an item for ``rackwave_runs``, beside the resource's table (nothing when
+    there is no load to name, i.e. the resource iterated on its own)."""
+    rows = [run_row(resource, record)] if record.load_id is not None else []
+    return dlt.mark.with_hints(rows, dlt.mark.make_hints(table_name=S.RUNS_TABLE),
+                               create_table_variant=True)
