@@ -331,9 +331,10 @@ def is_terminal(stream: TextIO) -> bool:
 def terminal_width(stream: TextIO) -> int:
     """The width of the terminal ``stream`` writes to (stdout may be a pipe meanwhile)."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):
-        return shutil.get_terminal_size().columns
+        columns = 0
+    return columns or shutil.get_terminal_size().columns  # 0: a terminal that has no size set
 
 
 def configured_interval() -> float:

@@ -55,6 +55,7 @@ from pipelines.destinations import (
     unreachable_warehouse,
     validate_destination,
 )
+from pipelines.progress import command_progress
 from pipelines.summary import TableSummary, count_rows, render, summarize
 
 # Not "rackwave.duckdb": DuckDB names the catalog after the file, and a catalog named like the
@@ -176,7 +177,7 @@ def run_pipeline(
     base_url: Optional[str] = None,
     client_id: Optional[str] = None,
     client_secret: Optional[str] = None,
-    progress: bool = False,
+    progress: Optional[bool] = False,
     duckdb_path: Optional[str] = None,
     pipelines_dir: Optional[str] = None,
     source_options: Optional[Dict[str, Any]] = None,
@@ -214,11 +215,11 @@ def run_pipeline(
     fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)
     # dlt hints its optional arguments as ``str = None`` (implicit Optional), which mypy reads
     # as ``str``: None for pipelines_dir, export_schema_path and progress is dlt's own default.
-    pipeline: dlt.Pipeline = dlt.pipeline(  # type: ignore[call-overload]
+    pipeline: dlt.Pipeline = dlt.pipeline(
         destination=make_destination(destination, duckdb_file),
         dataset_name=dataset,
-        progress="log" if progress else None,
-        export_schema_path=export_schema_path,
+        progress=command_progress(progress),
+        export_schema_path=export_schema_path,  # type: ignore[arg-type]
         staging=staging,
         **name_and_folder(pipeline_name, pipelines_dir),
     )
@@ -292,7 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
     parser.add_argument("--duckdb-file", default=None,
                         help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
-    parser.add_argument("--progress", action="store_true", help="show dlt's progress while loading")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show progress per resource (default: on a terminal only; "
+                             "elsewhere --progress prints a line every few seconds)")
     parser.add_argument("--staging", choices=["filesystem"], default=None,
                         help="BigQuery/Snowflake: stage load files in the bucket configured under "
                              "[destination.filesystem] and load from there (large loads)")

@@ -24,13 +24,14 @@ from .endpoint import ListEndpoint
 from .exceptions import ConfigurationError
 from .options import ValidatedOptions
 from .quarantine import QUARANTINE_TABLE, quarantine_item
+from .progress import Progress
 from .scan import Scan
 from .scan_run import ScanRun
 from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
 
 
 def read_records(spec: S.ResourceSpec, client: RackwaveClient,
-                 options: ValidatedOptions) -> Iterator[Any]:
+                 options: ValidatedOptions, progress: Progress | None = None) -> Iterator[Any]:
     """Yields Arrow tables: every record on a full scan, new ones on an incremental run.
 
     Every run merges on ``id``, full scans too: the rows a full scan confirms deleted come again
@@ -49,7 +50,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
             write_disposition="replace", columns=deleted_at_column(True)))  # no hard_delete
     endpoint = _endpoint(spec, client, options)
     http_before = client.stats(spec.path)
-    scan = Scan(endpoint, run.plan, options.concurrency)
+    scan = Scan(endpoint, run.plan, options.concurrency, progress)
     batch = _Batches(_writes_csv_json(destination))
     for kept in scan.pages():
         if kept.rejected:
@@ -60,6 +61,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
         how = Reconciliation(flag, replacing, run.started_at, options.concurrency)
         for table in reconcile(endpoint, scan, spec.lookup_fields, how, deletions):
             yield from batch.add(table)
+    scan.finished()  # deletion lookups included; not reached when the run fails
     yield from batch.flush(empty_table(spec.columns, deleted_at_column(flag)))
     http_after = client.stats(spec.path)
     flagged = deletions.confirmed if flag else 0  # each confirmed deletion is flagged now
@@ -236,10 +238,10 @@ def _destination_types(table: str) -> Dict[str, str]:
     return {name: str(c["data_type"]) for name, c in columns.items() if c.get("data_type")}
 
 
-def make_resource(spec: S.ResourceSpec, client: RackwaveClient,
-                  options: ValidatedOptions) -> DltResource:
+def make_resource(spec: S.ResourceSpec, client: RackwaveClient, options: ValidatedOptions,
+                  progress: Progress | None = None) -> DltResource:
     """The dlt resource of one declared resource, merged on ``id``."""
-    resource = dlt.resource(read_records(spec, client, options), name=spec.name)
+    resource = dlt.resource(read_records(spec, client, options, progress), name=spec.name)
     # The quarantine table is a variant of the resource's table. A variant starts as a copy of the
     # resource's hints at the time it is made, so it is made first, while they are still empty:
     # it must not inherit the resource's columns, primary key or merge.

@@ -31,6 +31,7 @@ from .options import (
 )
 from .exceptions import ConfigurationError
 from .recovery import active_pipeline, prepare_resume
+from .progress import Progress
 from .resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
@@ -90,6 +91,7 @@ def _rackwave_source(
     max_requests_per_second: Optional[float] = None,
     ca_bundle: Optional[str] = None,
     schema_contract: str = S.DEFAULT_SCHEMA_CONTRACT,
+    progress: Optional[Progress] = None,  # no config field: dlt skips a parameter of this type
 ) -> Sequence[DltResource]:
     """Rackwave leads and contacts, loaded incrementally and merged on ``id``.
 
@@ -119,6 +121,8 @@ def _rackwave_source(
         ca_bundle: A PEM file of certificate authorities to trust (TLS is always verified).
         schema_contract: ``evolve``: new fields become columns, a changed type a variant column;
             ``freeze``: either fails the run with a ``SchemaContractError``.
+        progress: An object told of each resource's pages and phases (``progress.Progress``),
+            not a setting; by default the running pipeline's collector when it is one.
     """
     for message in unknown_settings(S.SETTINGS, S.RESOURCE_NAMES):
         logger.warning(message)
@@ -155,7 +159,7 @@ def _rackwave_source(
         ca_bundle=config.ca_bundle,
     )
     contract = validate_choice("schema_contract", schema_contract, S.SCHEMA_CONTRACTS)
-    resources = tuple(make_resource(spec, client, config) for spec in S.RESOURCES)
+    resources = tuple(make_resource(spec, client, config, progress) for spec in S.RESOURCES)
     if contract == "freeze":
         for resource in resources:
             resource.apply_hints(schema_contract=S.FROZEN_CONTRACT)
