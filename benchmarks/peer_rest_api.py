@@ -51,8 +51,19 @@ class JsonOAuth2ClientCredentials(OAuth2ClientCredentials):
         }
 
 
-def build_config(base_url: str, client_id: str, client_secret: str) -> RESTAPIConfig:
-    """The ``rest_api`` configuration a user would write for Rackwave's leads and contacts."""
+def build_config(base_url: str, client_id: str, client_secret: str,
+                 newest_first: bool = False) -> RESTAPIConfig:
+    """The ``rest_api`` configuration a user would write for Rackwave's leads and contacts.
+
+    ``newest_first``: also tell dlt the API lists newest first (``row_order: desc``), so an
+    incremental run stops at the first page older than the cursor instead of reading every page:
+    what a user who read the API reference would add, and the fair peer for a run with nothing
+    new (``run.py --noop``).
+    """
+    incremental: Dict[str, Any] = {"cursor_path": "created_at",
+                                   "initial_value": "1970-01-01T00:00:00Z"}
+    if newest_first:
+        incremental["row_order"] = "desc"
     return {
         "client": {
             "base_url": base_url,
@@ -74,7 +85,7 @@ def build_config(base_url: str, client_id: str, client_secret: str) -> RESTAPICo
             "endpoint": {
                 "data_selector": "data",
                 "params": {"per_page": 100},
-                "incremental": {"cursor_path": "created_at", "initial_value": "1970-01-01T00:00:00Z"},
+                "incremental": incremental,
             },
         },
         "resources": [
@@ -92,6 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # dataset makes `rackwave.leads` ambiguous for dlt.
     parser.add_argument("--duckdb-file", required=True, help="e.g. peer.duckdb")
     parser.add_argument("--pipeline-name", default="peer")
+    parser.add_argument("--newest-first", action="store_true",
+                        help="row_order: desc (stop at the cursor instead of reading every page)")
     args = parser.parse_args(argv)
     base_url = args.base_url.rstrip("/")
     source = rest_api_source(
@@ -99,6 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             base_url,
             os.environ["SOURCES__RACKWAVE__CLIENT_ID"],
             os.environ["SOURCES__RACKWAVE__CLIENT_SECRET"],
+            newest_first=args.newest_first,
         ),
         name="rackwave",
     )

@@ -7,11 +7,12 @@ through their own log (``deltalake``), plain parquet tables as the files dlt lis
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-import pyarrow.dataset as ds
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import settings as S
+
+if TYPE_CHECKING:  # imported when a lake is read: pyarrow.dataset imports pandas (~0.14 s)
+    import pyarrow.dataset as ds
 
 
 def is_lake(pipeline: Any) -> bool:
@@ -19,8 +20,10 @@ def is_lake(pipeline: Any) -> bool:
         pipeline.destination.destination_name == "filesystem")
 
 
-def lake_table(pipeline: Any, table: str) -> Optional[ds.Dataset]:
+def lake_table(pipeline: Any, table: str) -> Optional["ds.Dataset"]:
     """The loaded table, or None when it has no data yet."""
+    import pyarrow.dataset as ds
+
     schema = pipeline.schemas[S.SOURCE_NAME] if S.SOURCE_NAME in pipeline.schemas else None
     if schema is None or table not in schema.tables:
         return None
