@@ -35,10 +35,19 @@ from dlt.extract.resource import DltResource
 
 from . import settings as S
 from .cursor import from_iso
+from .lake import is_lake
 from .scan_run import RunRecord
 from .schema import RUN_COLUMNS
+from .warehouse import current_pipeline
 
 RUN_KEY = ("load_id", "resource")
+_ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "timestamp": pa.timestamp("us", "UTC")}
+#: The row travels as an Arrow table, like the data: dlt then adds no ``_dlt_id`` row key, whose
+#: unique constraint (Postgres) failed the job that a resumed load runs again.
+_ARROW_SCHEMA = pa.schema([
+    pa.field(name, _ARROW_TYPES[str(column["data_type"])], nullable=column.get("nullable", True))
+    for name, column in RUN_COLUMNS.items()
+])
 
 
 def declare(resource: DltResource) -> None:
@@ -104,5 +113,21 @@ def history_item(resource: str, record: RunRecord) -> Any:
     """The run's row as an item for ``rackwave_runs``, beside the resource's table (nothing when
     there is no load to name, i.e. the resource iterated on its own)."""
     rows = [run_row(resource, record)] if record.load_id is not None else []
-    return dlt.mark.with_hints(rows, dlt.mark.make_hints(table_name=S.RUNS_TABLE),
+    hints = dlt.mark.make_hints(table_name=S.RUNS_TABLE, **_lake_hints(resource))
+    return dlt.mark.with_hints(pa.Table.from_pylist(rows, schema=_ARROW_SCHEMA), hints,
                                create_table_variant=True)
+
+
+def _lake_hints(resource: str) -> Dict[str, Any]:
+    """On the filesystem destination, the table format the resource's table got from
+    ``pipeline.run(..., table_format="delta")``, which dlt gives the resource's own table only:
+    so ``rackwave_runs`` is a Delta table beside Delta tables (and merges). Plain parquet files
+    cannot merge: there it is appended to (as dlt would fall back to, with a warning)."""
+    pipeline = current_pipeline()
+    if pipeline is None or not is_lake(pipeline):
+        return {}
+    try:
+        found = dlt.current.source_schema().tables.get(resource, {}).get("table_format")
+    except Exception:  # noqa: BLE001 - outside a pipeline
+        return {}
+    return {"table_format": found} if found else {"write_disposition": "append"}
