@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -44,7 +45,14 @@ from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from rackwave_source import RESOURCES, rackwave_source
 from rackwave_source import settings as S
-from rackwave_source.cursor import STATE_LAST_FULL_SCAN, ScanPlan, from_iso, plan_scan, utc_now
+from rackwave_source.cursor import (
+    STATE_CURSOR,
+    STATE_LAST_FULL_SCAN,
+    ScanPlan,
+    from_iso,
+    plan_scan,
+    utc_now,
+)
 from rackwave_source.decode import Page
 from rackwave_source.endpoint import ListEndpoint
 from rackwave_source.exceptions import ConfigurationError, RackwaveError, RackwaveTransientError
@@ -80,6 +88,10 @@ DEFAULT_DATASET = "rackwave"
 DEFAULT_PIPELINE = "rackwave"
 #: dlt's local state file in a pipeline's working folder (``Pipeline.STATE_FILE``)
 LOCAL_STATE_FILE = "state.json"
+FULL_SCAN = "full scan"
+#: raised when the --json document changes incompatibly (as ``rackwave --json``'s)
+JSON_FORMAT_VERSION = 1
+USAGE_ERROR = "UsageError"
 STATE_VERSION = "_state_version"
 
 
@@ -87,11 +99,11 @@ STATE_VERSION = "_state_version"
 class ResourceCheck:
     """What the next run would do with one resource (``--json`` prints these fields)."""
 
-    name: str
+    table: str  # the resource
     total: int  # meta.total of page 1
     per_page: int
     last_page: int  # meta.last_page of page 1, at per_page
-    mode: str  # "full_scan" or "incremental"
+    mode: str  # "full scan" or "incremental" (as in the run's summary and its --json)
     reason: str  # why, as the run's record will say it
     cursor: Optional[str]  # the stored cursor the run starts from (None: none stored)
     last_full_scan_at: Optional[str]
@@ -102,7 +114,7 @@ class ResourceCheck:
     seconds: float
     seconds_basis: str  # "rate" (max_requests_per_second) or "latency" (page 1's, measured)
     seconds_estimated: bool
-    page1_latency_ms: float
+    page1_latency_ms: float  # the API's latency the time rests on: the fastest page 1
 
 
 @dataclass
@@ -147,15 +159,18 @@ def check(
     state = run_state(destination, own_duckdb_file(destination, duckdb_path), dataset,
                       pipeline_name, folder)
     owed = RequestedScans(folder)
-    checks: List[ResourceCheck] = []
-    options: Optional[ValidatedOptions] = None
-    endpoint: Optional[ListEndpoint] = None
+    firsts: List[Tuple[ListEndpoint, ScanPlan, Page, Mapping[str, Any]]] = []
     for name in selected:
         endpoint, options = reading_of(source.resources[name])
-        if not checks:
+        if not firsts:
             endpoint.client.auth.obtain_token()  # first: page 1's latency is then the page's
-        checks.append(check_resource(endpoint, options, resource_state(state, name), owed))
-    assert options is not None and endpoint is not None  # validate_resources: at least one
+        stored = resource_state(state, name)
+        plan = plan_scan(dict(stored), options, utc_now(), owed=owed_scan(owed, name, stored))
+        firsts.append((endpoint, plan, endpoint.page(1), stored))
+    # The API's latency: the fastest page 1 (a later one may have waited for the known rate).
+    latency = min(max(0.0, page.received_at - page.sent_at) for _, _, page, _ in firsts)
+    checks = [describe(endpoint, options, plan, page, stored, latency)
+              for endpoint, plan, page, stored in firsts]
     return CheckReport(destination, dataset, pipeline_name, endpoint.client.base_url, checks,
                        options.concurrency, options.max_requests_per_second)
 
@@ -176,21 +191,18 @@ def validated_source(kwargs: Dict[str, Any], selected: List[str]) -> DltSource:
         ) from None
 
 
-def check_resource(endpoint: ListEndpoint, options: ValidatedOptions,
-                   state: Mapping[str, Any], requests: RequestedScans) -> ResourceCheck:
-    """Page 1 of one resource, and the run the stored state makes of it."""
-    resource = endpoint.resource
-    plan = plan_scan(dict(state), options, utc_now(), owed=owed_scan(requests, resource, state))
-    page = endpoint.page(1)
-    latency = max(0.0, page.received_at - page.sent_at)
+def describe(endpoint: ListEndpoint, options: ValidatedOptions, plan: ScanPlan, page: Page,
+             state: Mapping[str, Any], latency: float) -> ResourceCheck:
+    """What the planned run of one resource costs, from its page 1 and the API's latency."""
     records, estimated = records_to_read(page, plan, endpoint.per_page)
     pages = pages_to_read(records, page, endpoint.per_page)
     again = 1 if plan.full_scan and pages > 1 else 0  # page 1 read again (scan.py, _top)
     seconds, basis = expected_seconds(pages, again, plan.full_scan, latency, options)
     return ResourceCheck(
-        name=resource, total=page.total, per_page=endpoint.per_page, last_page=page.last_page,
-        mode="full_scan" if plan.full_scan else "incremental", reason=plan.reason,
-        cursor=state.get("cursor"), last_full_scan_at=state.get(STATE_LAST_FULL_SCAN),
+        table=endpoint.resource, total=page.total, per_page=endpoint.per_page,
+        last_page=page.last_page,
+        mode=FULL_SCAN if plan.full_scan else "incremental", reason=plan.reason,
+        cursor=state.get(STATE_CURSOR), last_full_scan_at=state.get(STATE_LAST_FULL_SCAN),
         records=records, records_estimated=estimated, pages=pages, requests=pages + again,
         seconds=round(seconds, 3), seconds_basis=basis, seconds_estimated=basis == "latency",
         page1_latency_ms=round(latency * 1000, 1),
@@ -295,16 +307,16 @@ def stored_state(destination: str, duckdb_file: Optional[str], dataset: str,
     create it); one that does is opened read-only."""
     if duckdb_file is not None and not os.path.exists(duckdb_file):
         return None, False
-    factory = make_destination(destination, duckdb_file)
-    if duckdb_file is not None:
-        factory = dlt.destinations.duckdb(DuckDbCredentials(duckdb_file, read_only=True))
+    factory: Any = (dlt.destinations.duckdb(DuckDbCredentials(duckdb_file, read_only=True))
+               if duckdb_file is not None else make_destination(destination, None))
     schema = Schema(normalize_schema_name(pipeline_name))
     client, _ = get_destination_clients(schema, factory, destination_dataset_name=dataset)
     with client:
         if not hasattr(client, "get_stored_state"):
             return None, True  # a destination that keeps no state: dlt restores none either
         try:
-            state = load_pipeline_state_from_destination(pipeline_name, client)  # type: ignore[arg-type]
+            with_state: Any = client  # a WithStateSync: it has get_stored_state
+            state = load_pipeline_state_from_destination(pipeline_name, with_state)
         except DestinationUndefinedEntity:
             return None, bool(client.is_storage_initialized())
         return (dict(state) if state else None), True
@@ -333,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
     parser.add_argument("--duckdb-file", default=None,
-                        help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
+                        help="DuckDB file for --destination duckdb "
+                             f"(default ./{DEFAULT_DUCKDB_FILE})")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document on stdout instead of the table")
     return parser
@@ -341,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_main(argv: Sequence[str]) -> int:
     """``rackwave check ...``: exit codes as a run's (0 fine, 2 settings, 1 fatal, 75 temporary)."""
-    args = build_parser().parse_args(list(argv))
+    started = time.monotonic()
+    args = parse_arguments(list(argv))
     options: Dict[str, Any] = dict(
         destination=args.destination, dataset=args.dataset, pipeline_name=args.pipeline_name,
         resources=[r.strip() for r in args.resources.split(",") if r.strip()],
@@ -359,7 +373,8 @@ def check_main(argv: Sequence[str]) -> int:
               file=sys.stderr)
     code = exit_code(error)
     if args.json:
-        print(json.dumps(as_document(args, report, code, error)))
+        document = as_document(args, report, code, error)
+        print(json.dumps({**document, "seconds": round(time.monotonic() - started, 3)}))
     elif report is not None:
         print(render(report))
     return code
@@ -372,6 +387,22 @@ def exit_code(error: Optional[RackwaveError]) -> int:
     if isinstance(error, ConfigurationError):
         return EXIT_CONFIG
     return EXIT_TEMPORARY if isinstance(error, RackwaveTransientError) else EXIT_FATAL
+
+
+def parse_arguments(argv: List[str]) -> argparse.Namespace:
+    """The arguments; with ``--json``, arguments argparse refuses (exit code 2, its text on
+    stderr) are also reported as a JSON document, as ``rackwave --json`` reports them."""
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit as exc:
+        if exc.code and "--json" in argv:
+            print(json.dumps({
+                "format_version": JSON_FORMAT_VERSION, "command": "check", "destination": None,
+                "dataset": None, "pipeline": None, "status": STATUSES[EXIT_CONFIG],
+                "exit_code": EXIT_CONFIG, "base_url": None, "resources": [], "seconds": 0.0,
+                "error": {"class": USAGE_ERROR, "message": "invalid arguments (see stderr)",
+                          "exit_code": EXIT_CONFIG}}))
+        raise
 
 
 @contextlib.contextmanager
@@ -396,6 +427,7 @@ def as_document(args: argparse.Namespace, report: Optional[CheckReport], code: i
     """The ``--json`` document, on one line: the run's top-level keys (``rackwave --json``) and
     one entry per resource."""
     return {
+        "format_version": JSON_FORMAT_VERSION,
         "command": "check",
         "destination": args.destination,
         "dataset": args.dataset,
@@ -421,9 +453,9 @@ def render(report: CheckReport) -> str:
     for r in report.resources:
         reads = f"~{r.records}" if r.records_estimated else str(r.records)
         seconds = f"{'~' if r.seconds_estimated else ''}{format_seconds(r.seconds)}"
-        lines.append(f"{r.name:<10}{r.total:>9}  {r.mode.replace('_', ' '):<11}  {reads:>7}  "
+        lines.append(f"{r.table:<10}{r.total:>9}  {r.mode:<11}  {reads:>7}  "
                      f"{r.pages:>6}  {r.requests:>8}  {seconds}")
-    lines += [f"{r.name}: {r.mode.replace('_', ' ')}: {r.reason}" for r in report.resources]
+    lines += [f"{r.table}: {r.mode}: {r.reason}" for r in report.resources]
     lines += notes(report)
     return "\n".join(lines)
 
@@ -435,15 +467,15 @@ def notes(report: CheckReport) -> List[str]:
         out.append("~ reads: records newer than the cursor, estimated from how far apart page "
                    "1's created_at values are (page 1 is all newer than the cursor).")
     if any(r.seconds_estimated for r in report.resources):
-        latency = max(r.page1_latency_ms for r in report.resources)
-        out.append(f"~ time: estimated from page 1's latency (up to {latency:.0f} ms), with "
+        latency = min(r.page1_latency_ms for r in report.resources)
+        out.append(f"~ time: estimated from page 1's latency ({latency:.0f} ms), with "
                    f"{report.concurrency} workers for a full scan and one page at a time for an "
                    "incremental run: no request rate is known before a run "
                    "(max_requests_per_second sets one).")
     elif report.rate:
         out.append(f"time: at the known rate of {report.rate:g} requests/s "
                    "(max_requests_per_second).")
-    if any(r.mode == "full_scan" for r in report.resources):
+    if any(r.mode == FULL_SCAN for r in report.resources):
         out.append("A full scan also asks for one lookup per record deleted since the last full "
                    "scan, and re-reads pages that moved if the account changes while it pages.")
     out.append("Every run also asks for one token. Nothing was loaded and no state changed.")

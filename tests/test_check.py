@@ -33,7 +33,7 @@ def check(cwd: Path, server: Any, *args: str, env: Optional[Dict[str, str]] = No
     """`rackwave check --json` against ``server``: the process, and its document by resource."""
     run = rackwave(cwd, "check", "--base-url", server.base_url, "--json", *args, env=env)
     document = json.loads(run.stdout)
-    document["by_name"] = {r["name"]: r for r in document["resources"]}
+    document["by_name"] = {r["table"]: r for r in document["resources"]}
     return run, document
 
 
@@ -69,7 +69,7 @@ def test_a_first_check_asks_for_page_1_only_and_leaves_nothing_behind(tmp_path, 
         "pipeline": "rackwave", "error": None}
     leads = document["by_name"]["leads"]
     assert (leads["total"], leads["last_page"], leads["mode"], leads["reason"]) == (
-        250, 3, "full_scan", "first run")
+        250, 3, "full scan", "first run")
     assert (leads["records"], leads["pages"], leads["requests"]) == (250, 3, 4)
     assert leads["seconds_basis"] == "latency" and leads["seconds_estimated"] is True
 
@@ -137,7 +137,7 @@ def test_a_known_rate_gives_the_time_and_full_scan_plans_a_full_scan(tmp_path, s
 
     assert run.returncode == 0, run.stderr
     leads = document["by_name"]["leads"]
-    assert (leads["mode"], leads["reason"]) == ("full_scan", "full scan requested")
+    assert (leads["mode"], leads["reason"]) == ("full scan", "full scan requested")
     assert (leads["requests"], leads["seconds"], leads["seconds_basis"]) == (4, 2.0, "rate")
     assert leads["seconds_estimated"] is False
     text = rackwave(tmp_path, "check", "--base-url", sandbox.base_url,
@@ -158,10 +158,10 @@ def test_a_full_scan_still_owed_makes_the_next_run_a_full_scan(tmp_path, sandbox
 
     assert run.returncode == 0, run.stderr
     leads, contacts = document["by_name"]["leads"], document["by_name"]["contacts"]
-    assert leads["mode"] == "full_scan"
+    assert leads["mode"] == "full scan"
     assert leads["reason"].startswith("the full scan asked for at ")
     assert leads["reason"].endswith("has not finished yet")
-    assert contacts["mode"] in ("full_scan", "incremental")  # it may have finished its own
+    assert contacts["mode"] in ("full scan", "incremental")  # it may have finished its own
 
 
 def test_the_state_comes_from_the_destination_on_a_new_machine(tmp_path, sandbox):
@@ -207,7 +207,42 @@ def test_settings_and_credentials_fail_as_a_run_fails(tmp_path, sandbox):
     assert document["error"]["class"] == "AuthenticationError"
     assert sandbox.admin.stats()["requests"] == {"POST /v1/auth/token": 1}
 
+    refused = rackwave(tmp_path, "check", "--json", "--destination", "oracle")
+    assert refused.returncode == 2 and "invalid choice: 'oracle'" in refused.stderr
+    assert json.loads(refused.stdout)["error"]["class"] == "UsageError"
+
     down = rackwave(tmp_path, "check", "--base-url", "http://127.0.0.1:9/v1", env={
         "RUNTIME__REQUEST_MAX_ATTEMPTS": "1"})
     assert down.returncode == 75 and "temporary, safe to run again" in down.stderr
     assert not (tmp_path / "rackwave_data.duckdb").exists()
+
+
+def test_the_sandbox_demo_can_be_checked_too(tmp_path):
+    run = rackwave(tmp_path, "check", "--sandbox", "--sandbox-leads", "300",
+                   "--sandbox-contacts", "120")
+
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("Rackwave check -> duckdb, dataset `rackwave`, pipeline `rackwave`")
+    leads = next(line for line in lines if line.startswith("leads "))
+    assert leads.split()[:6] == ["leads", "300", "full", "scan", "300", "4"]
+    assert "leads: full scan: first run" in lines
+    assert not (tmp_path / "rackwave_data.duckdb").exists()
+
+
+def test_postgres_state_is_read_from_the_warehouse(tmp_path, sandbox, postgres_server):
+    assert rackwave(tmp_path, "check", "--destination", "postgres", "--base-url",
+                    sandbox.base_url).returncode == 2  # no warehouse credentials, as a run
+    with postgres_server.database() as dsn:
+        warehouse = {"DESTINATION__POSTGRES__CREDENTIALS": dsn}
+        load(tmp_path, sandbox, "--destination", "postgres", env=warehouse)
+        subprocess.run(["rm", "-rf", str(tmp_path / "dlt")], check=True)  # a fresh runner
+        sandbox.admin.reset_stats()
+
+        run, document = check(tmp_path, sandbox, "--destination", "postgres", env=warehouse)
+
+        assert run.returncode == 0, run.stderr
+        assert sandbox.admin.stats()["requests"] == ONE_PAGE_EACH
+        assert [r["mode"] for r in document["resources"]] == ["incremental", "incremental"]
+        assert document["destination"] == "postgres"
+        assert not (tmp_path / "dlt" / "pipelines").exists()
