@@ -93,7 +93,7 @@ def log_retry(method: str, shown: str, failure: Failure, attempt: int, attempts:
               wait: float) -> None:
     """One line per retry at WARNING (the command shows it): an outage is visible as it
     happens, not only when the attempts are spent."""
-    logger.warning("Rackwave API: %s %s failed (%s), attempt %d of %d; next attempt in %.1f s",
+    logger.warning("Rackwave API: %s %s failed (%s), attempt %d of %d; next attempt in %.2f s",
                    method, shown, describe_failure(failure), attempt, attempts, wait)
 
 
