@@ -168,6 +168,6 @@ def test_the_readme_documents_every_column_of_rackwave_runs():
     from rackwave_source.schema import RUN_COLUMNS
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("`rackwave_runs`\n"):readme.index("## Scheduling")]
+    section = readme[readme.index("`rackwave_runs` (one row"):readme.index("## Scheduling")]
     missing = [name for name in RUN_COLUMNS if f"`{name}`" not in section]
     assert not missing, f"README's Tables section does not describe rackwave_runs.{missing}"
