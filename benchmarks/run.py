@@ -55,6 +55,7 @@ TARGETS = {
     "rate limit 50 req/s": ">= 90% of 5,000 rows/s, <= 2% 429s, every row loaded",
     "incremental": "<= ceil(k/100)+1 GET /v1/leads",
     "peak RSS": "< 400 MB, within 25% between 100k and 1M leads",
+    "no-op run (--noop)": "connector wall <= peer's (newest first), peak RSS within 25% of it",
 }
 
 
@@ -229,6 +230,7 @@ class Bench:
 
     def __init__(self, admin: AdminClient, base_url: str, workdir: Path,
                  connector_env: Dict[str, str], timeout: float) -> None:
+        self.peer_args: List[str] = []
         self.admin = admin
         self.base_url = base_url
         self.workdir = workdir
@@ -254,7 +256,7 @@ class Bench:
         if name == "peer":
             out = home / "peer.duckdb"
             return ([sys.executable, str(BENCH / "peer_rest_api.py"), "--base-url", self.base_url,
-                     "--duckdb-file", str(out)], home, _env(env), out)
+                     "--duckdb-file", str(out), *self.peer_args], home, _env(env), out)
         out = home / "bench.duckdb"
         return ([sys.executable, "-m", "pipelines.rackwave_pipeline", "--base-url", self.base_url,
                  "--duckdb-file", str(out), "--pipeline-name", "bench"], REPO,
@@ -279,6 +281,24 @@ class Bench:
             print("\n".join(f"    | {line}" for line in tail), flush=True)
         return Result(label or name, code, wall, rows, rows / wall if wall else 0.0, rss,
                       requests_, too_many, ok, detail, leads_requests)
+
+    def noop(self, repeats: int) -> List[Result]:
+        """A scheduled run with nothing new: each of the peer (told the API lists newest first,
+        so it stops at the cursor) and the connector loads once, then runs ``repeats`` more times
+        on the same state and file with nothing new; those runs are reported, best first."""
+        self.peer_args = ["--newest-first"]
+        results: List[Result] = []
+        for name in ("peer", "connector"):
+            home = self.workdir / f"{name}-noop"
+            self.run(name, label=f"{name} noop setup", home=home)
+            runs = [self.run(name, label=f"{name} no-op", home=home) for _ in range(repeats)]
+            runs.sort(key=lambda r: r.wall_s)
+            best = runs[0]
+            best.extra = {"noop_walls": [round(r.wall_s, 2) for r in runs],
+                          "noop_rss": [round(r.peak_rss_mb, 1) for r in runs]}
+            results.append(best)
+        self.peer_args = []
+        return results
 
     def incremental(self, k: int) -> Result:
         """Inserts ``k`` leads after a full load and runs the connector again on the same state.
@@ -341,6 +361,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(CONTENDERS), help="subset of raw,peer,connector")
     p.add_argument("--incremental-k", type=int, default=None,
                    help="after the connector's full load, insert K leads and run it again")
+    p.add_argument("--noop", type=int, default=None, metavar="N",
+                   help="then N runs with nothing new, peer (newest first) and connector")
     p.add_argument("--connector-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the connector (repeatable)")
     p.add_argument("--timeout", type=float, default=3600.0, help="per contender, seconds")
@@ -385,6 +407,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 results.append(bench.run(name))
         if args.incremental_k is not None:
             results.append(bench.incremental(args.incremental_k))
+        if args.noop:
+            results.extend(bench.noop(args.noop))
         admin.close()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -407,8 +431,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rat = ratios(results)
     for key, value in rat.items():
         print(f"{key} rows/s: {value:.2f}x")
+    noop = {r.name: r for r in results if r.name.endswith("no-op")}
+    if len(noop) == 2:
+        peer, conn = noop["peer no-op"], noop["connector no-op"]
+        print(f"no-op: connector {conn.wall_s:.2f} s / {conn.peak_rss_mb:.0f} MB, peer "
+              f"{peer.wall_s:.2f} s / {peer.peak_rss_mb:.0f} MB (best of {len(conn.extra['noop_walls'])}; "
+              f"all: connector {conn.extra['noop_walls']} s, peer {peer.extra['noop_walls']} s): "
+              f"wall {conn.wall_s / peer.wall_s:.2f}x, RSS {conn.peak_rss_mb / peer.peak_rss_mb:.2f}x")
     for r in results:
-        if r.extra:
+        if r.extra and "k" in r.extra:
             verdict = "OK" if r.extra["within_bound"] else "OVER"
             print(f"incremental: {r.extra['leads_pages']} GET /v1/leads for k={r.extra['k']} "
                   f"(bound ceil(k/100)+1 = {r.extra['bound']}): {verdict}")

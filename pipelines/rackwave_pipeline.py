@@ -17,6 +17,7 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -31,6 +32,7 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.exceptions import DataValidationError
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -55,6 +57,16 @@ from pipelines.destinations import (
     unreachable_warehouse,
     validate_destination,
 )
+from pipelines.run_lock import pipeline_lock
+from pipelines.run_report import (
+    Failure,
+    failure_of,
+    parse_arguments,
+    print_document,
+    reserved_stdout,
+    run_document,
+)
+from pipelines.signals import stop_on_signals
 from pipelines.progress import command_progress
 from pipelines.summary import TableSummary, count_rows, render, summarize
 
@@ -151,11 +163,13 @@ def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
 
 def unwrap(exc: BaseException) -> BaseException:
     """Finds our own error inside dlt's step/extraction wrappers (a frozen schema's violation
-    becomes our ``SchemaContractError``)."""
+    becomes our ``SchemaContractError``). A stop by a signal (ours, dlt's
+    ``SignalReceivedException``, Ctrl-C) is found too: dlt wraps it in its step error with no
+    text, which read "the extract step failed:" and nothing more."""
     seen: Optional[BaseException] = exc
     visited = set()
     while seen is not None and id(seen) not in visited:
-        if isinstance(seen, RackwaveError):
+        if isinstance(seen, (RackwaveError, KeyboardInterrupt)):
             return seen
         if isinstance(seen, DataValidationError):
             return contract_error(seen)
@@ -301,11 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "[destination.filesystem] and load from there (large loads)")
     parser.add_argument("--export-schema", metavar="DIR", default=None,
                         help="write the loaded schema to DIR/rackwave.schema.yaml (dlt's export)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run's summary, or its failure, as one JSON document on "
+                             "stdout (messages stay on stderr; format in the README)")
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["check"]:  # `rackwave check`: imported here, off a plain run's path
+        from pipelines.check import check_main
+
+        return check_main(arguments[1:])
+    started = time.monotonic()
+    args = parse_arguments(build_parser(), argv)
     resources = [r.strip() for r in args.resources.split(",") if r.strip()]
     options: Dict[str, Any] = dict(
         destination=args.destination,
@@ -321,39 +344,44 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         export_schema_path=args.export_schema,
         staging=args.staging,
     )
-    try:
-        with contextlib.ExitStack() as stack:
-            if args.sandbox:
-                from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+    result: Optional[RunResult] = None
+    failure: Optional[Failure] = None
+    with reserved_stdout(args.json):
+        try:
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(stop_on_signals())
+                # first: a run that finds its pipeline running touches nothing
+                stack.enter_context(pipeline_lock(get_dlt_pipelines_dir(), args.pipeline_name))
+                if args.sandbox:
+                    from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
-                server = stack.enter_context(
-                    sandbox_server(args.sandbox_leads, args.sandbox_contacts)
-                )
-                print(f"Sandbox with {args.sandbox_leads} leads and {args.sandbox_contacts} "
-                      f"contacts listening at {server.base_url}", file=sys.stderr)
-                options.update(base_url=server.base_url, client_id=DEMO_CLIENT_ID,
-                               client_secret=DEMO_CLIENT_SECRET)
-            result = run_pipeline(**options)
-    except ConfigurationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except RackwaveTransientError as exc:
-        print(f"error (temporary, safe to run again): {exc}", file=sys.stderr)
-        return EXIT_TEMPORARY
-    except RackwaveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    except PipelineStepFailed as exc:
-        print(f"error: the {exc.step} step failed: {exc.exception}", file=sys.stderr)
-        return EXIT_FATAL
-    print(result.render())
-    if args.destination == "duckdb":
-        path = args.duckdb_file or DEFAULT_DUCKDB_FILE
-        query = f"SELECT status, count(*) FROM {args.dataset}.leads GROUP BY 1"
-        print(f"Explore: duckdb {path} \"{query}\"")
-        print(f"     or: python -c \"import duckdb; "
-              f"print(duckdb.connect('{path}').sql('{query}'))\"")
-    return 0
+                    server = stack.enter_context(
+                        sandbox_server(args.sandbox_leads, args.sandbox_contacts)
+                    )
+                    print(f"Sandbox with {args.sandbox_leads} leads and {args.sandbox_contacts} "
+                          f"contacts listening at {server.base_url}", file=sys.stderr)
+                    options.update(base_url=server.base_url, client_id=DEMO_CLIENT_ID,
+                                   client_secret=DEMO_CLIENT_SECRET)
+                result = run_pipeline(**options)
+        except (Exception, KeyboardInterrupt) as exc:
+            failure = failure_of(unwrap(exc), args.destination)
+            if not failure.expected:
+                traceback.print_exc()
+            print(failure.text, file=sys.stderr)
+    if args.json:
+        print_document(run_document(
+            pipeline=args.pipeline_name, destination=args.destination, dataset=args.dataset,
+            seconds=time.monotonic() - started, tables=result.tables if result else [],
+            failure=failure))
+    elif result is not None:
+        print(result.render())
+        if args.destination == "duckdb":
+            path = args.duckdb_file or DEFAULT_DUCKDB_FILE
+            query = f"SELECT status, count(*) FROM {args.dataset}.leads GROUP BY 1"
+            print(f"Explore: duckdb {path} \"{query}\"")
+            print(f"     or: python -c \"import duckdb; "
+                  f"print(duckdb.connect('{path}').sql('{query}'))\"")
+    return failure.exit_code if failure is not None else 0
 
 
 if __name__ == "__main__":

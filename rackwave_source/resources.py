@@ -7,8 +7,9 @@ settle the records it did not see (``deletions.py``); record the run in the stat
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import dlt
 import numpy as np
@@ -24,6 +25,8 @@ from .endpoint import ListEndpoint
 from .exceptions import ConfigurationError
 from .options import ValidatedOptions
 from .quarantine import QUARANTINE_TABLE, quarantine_item
+from .run_history import NewRows, current_load_id, history_item
+from .run_history import declare as declare_run_history
 from .progress import Progress
 from .scan import Scan
 from .scan_run import ScanRun
@@ -37,8 +40,9 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     Every run merges on ``id``, full scans too: the rows a full scan confirms deleted come again
     with ``_rackwave_deleted_at`` set, and the merge removes (``hard_delete``) or keeps them
     (``deletions.py``). So loading a package twice, as dlt does when it resumes a killed load,
-    changes nothing. A run that finds no record yields an empty table instead, so a new account's
-    tables exist, with their columns, before their first record (see ``arrow_shape.empty_table``).
+    changes nothing. A first run that finds no record yields an empty table instead, so a new
+    account's tables exist, with their columns, before their first record (see
+    ``arrow_shape.empty_table``); later runs with nothing new yield no rows at all.
     """
     run = ScanRun(dlt.current.resource_state(), options, spec.name)
     flag = options.deleted_records == "flag"
@@ -52,9 +56,11 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     http_before = client.stats(spec.path)
     scan = Scan(endpoint, run.plan, options.concurrency, progress)
     batch = _Batches(_writes_csv_json(destination))
+    fresh = NewRows(run.previous_cursor)
     for kept in scan.pages():
         if kept.rejected:
             yield quarantine_item(kept.rejected, run.started_at)
+        fresh.add(kept.records)
         yield from batch.add(kept.records)
     deletions = DeletionCounts()
     if run.plan.full_scan:
@@ -62,10 +68,13 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
         for table in reconcile(endpoint, scan, spec.lookup_fields, how, deletions):
             yield from batch.add(table)
     scan.finished()  # deletion lookups included; not reached when the run fails
-    yield from batch.flush(empty_table(spec.columns, deleted_at_column(flag)))
+    yield from batch.flush(empty_table(spec.columns, deleted_at_column(flag)) if run.first_run
+                           else None)  # the table exists: a run with nothing new writes no file
     http_after = client.stats(spec.path)
     flagged = deletions.confirmed if flag else 0  # each confirmed deletion is flagged now
-    run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after}, flagged)
+    record = run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after},
+                        flagged, fresh.count, current_load_id())
+    yield history_item(spec.name, record)  # rackwave_runs, in the same package (run_history.py)
 
 
 def _hints(spec: S.ResourceSpec, destination: str, flag: bool) -> Any:
@@ -126,8 +135,8 @@ def _require_full_scan(table: str, run: ScanRun) -> None:
 
 
 class _Batches:
-    """Page tables gathered into dlt items (``ArrowBatch``); a run with no record at all yields
-    one empty table, so the table exists with its columns (or a full scan empties it)."""
+    """Page tables gathered into dlt items (``ArrowBatch``); a first run with no record at all
+    yields one empty table, so the table exists with its columns."""
 
     def __init__(self, json_text: bool) -> None:
         self._batch = ArrowBatch()
@@ -141,11 +150,11 @@ class _Batches:
                 self._yielded = True
                 yield self._item(full)
 
-    def flush(self, empty: pa.Table) -> Iterator[Any]:
+    def flush(self, empty: Optional[pa.Table]) -> Iterator[Any]:
         rest = self._batch.flush()
         if rest is not None:
             yield self._item(rest)
-        elif not self._yielded:
+        elif not self._yielded and empty is not None:
             yield self._item(empty)
 
     def _item(self, table: pa.Table) -> Any:
@@ -244,10 +253,25 @@ def make_resource(spec: S.ResourceSpec, client: RackwaveClient, options: Validat
     resource = dlt.resource(read_records(spec, client, options, progress), name=spec.name)
     # The quarantine table is a variant of the resource's table. A variant starts as a copy of the
     # resource's hints at the time it is made, so it is made first, while they are still empty:
-    # it must not inherit the resource's columns, primary key or merge.
+    # it must not inherit the resource's columns, primary key or merge. So is rackwave_runs.
+    declare_run_history(resource)
     resource.apply_hints(table_name=QUARANTINE_TABLE, create_table_variant=True,
                          write_disposition="append", columns=QUARANTINE_COLUMNS)
     resource.apply_hints(primary_key=S.PRIMARY_KEY, write_disposition="merge",
                          columns={**spec.columns, **LOAD_ID_COLUMN})
     return resource
 
+
+def reading_of(resource: DltResource) -> Tuple[ListEndpoint, ValidatedOptions]:
+    """The endpoint a resource of this source reads (client, path, page size, filters) and the
+    validated settings it plans its run with, without running it: ``rackwave check`` asks for
+    page 1 and plans the next run with exactly these, so its answer is the run's. They are the
+    arguments of the resource's ``read_records`` generator, made by :func:`make_resource` and
+    not started yet (``inspect`` reads an unstarted generator's arguments)."""
+    generator = getattr(getattr(resource, "_pipe", None), "gen", None)
+    if not inspect.isgenerator(generator) or generator.gi_code is not read_records.__code__ \
+            or inspect.getgeneratorstate(generator) != inspect.GEN_CREATED:
+        raise TypeError(f"`{resource.name}` is no unstarted resource of rackwave_source()")
+    arguments = inspect.getgeneratorlocals(generator)
+    options: ValidatedOptions = arguments["options"]
+    return _endpoint(arguments["spec"], arguments["client"], options), options
