@@ -70,11 +70,6 @@ def _sql_count(client: Any, table: str) -> int:
     return int(rows[0][0])
 
 
-def count_rows(pipeline: dlt.Pipeline, tables: List[str]) -> Dict[str, int]:
-    """Rows per table in the destination now (0 for a table not created yet)."""
-    return _count(pipeline, tables)
-
-
 def resource_state(pipeline: dlt.Pipeline, resource: str) -> Mapping[str, Any]:
     sources = pipeline.state.get("sources", {})
     state: Mapping[str, Any] = (

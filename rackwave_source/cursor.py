@@ -13,6 +13,9 @@ settle the rows it did not see (``deletions.py``). The rules here are few and ex
   for did not finish) keeps every
   row (down to ``start_date`` if set), so updated rows are current, and removes or flags the
   rows confirmed deleted.
+* The ids loaded exactly at the cursor are kept with it (``cursor_ids``): an incremental run
+  skips those, and only those, when it reads them again, so a run with nothing new loads nothing.
+  A record created later in the same microsecond has another id and loads.
 * The cursor never moves past a record the run has not seen: it advances at most to the newest
   record of the top of the list as last read from page 1 (records created after that are newer,
   so the next run reads them), see ``Scan.cursor_limit``.
@@ -28,6 +31,8 @@ from .options import ValidatedOptions
 
 STATE_CURSOR = "cursor"
 STATE_LAST_FULL_SCAN = "last_full_scan_at"
+#: the ids loaded with ``created_at`` exactly at the cursor (or absent: not known)
+STATE_CURSOR_IDS = "cursor_ids"
 
 
 def utc_now() -> datetime:

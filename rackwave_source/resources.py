@@ -55,6 +55,9 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     endpoint = _endpoint(spec, client, options)
     http_before = client.stats(spec.path)
     scan = Scan(endpoint, run.plan, options.concurrency, progress)
+    loaded = run.loaded_at_cursor()
+    if loaded is not None:
+        scan.skip_loaded(*loaded)  # loaded by an earlier run: a run with nothing new loads nothing
     batch = _Batches(_writes_csv_json(destination))
     fresh = NewRows(run.previous_cursor)
     for kept in scan.pages():

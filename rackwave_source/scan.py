@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import pyarrow as pa
 
@@ -75,8 +75,12 @@ class Scan:
         #: a full scan during which nothing was created or deleted (proven, see coverage.py)
         self.quiet = False
         self.newest_us: Optional[int] = None
+        #: ids kept with ``created_at == newest_us`` (None: more than ``MAX_CURSOR_IDS``)
+        self.newest_ids: Optional[Set[str]] = set()
         self.top_us: Optional[int] = None
         self._since_us = plan.since_us
+        #: ids an incremental run already loaded at the cursor's created_at (``cursor.py``)
+        self._loaded_at: Tuple[Optional[int], FrozenSet[str]] = (None, frozenset())
         self._main: List[Observation] = []
         self._first: Optional[Page] = None
         self._quarantined: Set[str] = set()
@@ -85,6 +89,10 @@ class Scan:
         self._latest_at = 0.0  # the total of the page answered last
         self._latest_total = 0
         self._progress = observer(progress)
+
+    def skip_loaded(self, cursor_us: int, ids: Iterable[str]) -> None:
+        """Records at ``cursor_us`` with these ids were loaded by an earlier run: not kept again."""
+        self._loaded_at = (cursor_us, frozenset(ids))
 
     @property
     def cursor_us(self) -> Optional[int]:
@@ -177,6 +185,10 @@ class Scan:
             keep = fresh
         else:
             keep = [f and t >= since for f, t in zip(fresh, ts)]  # type: ignore[operator]
+        loaded_us, loaded_ids = self._loaded_at
+        if loaded_ids and loaded_us in ts:
+            keep = [k and not (t == loaded_us and i in loaded_ids)
+                    for k, t, i in zip(keep, ts, page.ids)]
         repeats = len(fresh) - sum(fresh)
         if not top:  # page 1 read again repeats what it still holds by design
             self.counts.repeats += repeats
@@ -190,7 +202,9 @@ class Scan:
         if kept:
             newest = ts[0] if keep[0] else max(t for t, k in zip(ts, keep) if k)  # type: ignore[type-var]
             if self.newest_us is None or newest > self.newest_us:  # type: ignore[operator]
-                self.newest_us = newest
+                self.newest_us, self.newest_ids = newest, set()
+            if newest == self.newest_us:
+                self._note_newest(ts, keep, page.ids)
             if self.plan.full_scan:
                 ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
                 self.seen.extend(map(id_hash, ids))
@@ -199,6 +213,16 @@ class Scan:
         if recovering:
             self.counts.recovered += kept
         return Kept(records, self._new_rejects(page.rejected))
+
+    def _note_newest(self, ts: Sequence[Any], keep: Sequence[bool],
+                     ids: Sequence[Optional[str]]) -> None:
+        """Remembers the ids kept at the newest ``created_at`` (the next cursor's)."""
+        if self.newest_ids is None:
+            return
+        self.newest_ids.update(i for t, k, i in zip(ts, keep, ids)
+                               if k and i is not None and t == self.newest_us)
+        if len(self.newest_ids) > S.MAX_CURSOR_IDS:
+            self.newest_ids = None
 
     def _new_rejects(self, rejected: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """Quarantine rows not yet set aside by this run (a page read again repeats them)."""

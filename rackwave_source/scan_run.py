@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, MutableMapping, Optional
+from typing import Any, Dict, List, MutableMapping, Optional, Tuple
 
+from . import settings as S
 from .cursor import (
+    STATE_CURSOR_IDS,
+    micros,
     STATE_CURSOR,
     STATE_LAST_FULL_SCAN,
     ScanPlan,
@@ -87,6 +90,34 @@ class ScanRun:
         if self.plan.full_scan and self.plan.reason not in ("first run", "full scan requested"):
             logger.warning("%s: this run is a full scan: %s", resource, self.plan.reason)
 
+    def loaded_at_cursor(self) -> Optional[Tuple[int, List[str]]]:
+        """For an incremental run, the cursor and the ids already loaded at it (``cursor.py``);
+        a full scan keeps everything it reads (it must see every id)."""
+        cursor, ids = self.state.get(STATE_CURSOR), self.state.get(STATE_CURSOR_IDS)
+        if self.plan.full_scan or cursor is None or not ids:
+            return None
+        return micros(from_iso(cursor)), list(ids)
+
+    def _advance_cursor(self, read: Scan, previous: Optional[str]) -> None:
+        """Moves the cursor to the newest record read (never back), with the ids loaded at it;
+        at the same cursor, the ids loaded now join those loaded before."""
+        if read.cursor_us is None:
+            return
+        newest = from_micros(read.cursor_us)
+        ids = _ids_at_cursor(read)
+        if previous is None or newest > from_iso(previous):
+            self.state[STATE_CURSOR] = to_iso(newest)
+            self._set_cursor_ids(ids)
+        elif newest == from_iso(previous) and ids is not None:
+            # listing fewer than were loaded is safe: an id not listed is merged again
+            self._set_cursor_ids(sorted(set(self.state.get(STATE_CURSOR_IDS) or ()) | set(ids)))
+
+    def _set_cursor_ids(self, ids: Optional[List[str]]) -> None:
+        if ids is None or len(ids) > S.MAX_CURSOR_IDS:
+            self.state.pop(STATE_CURSOR_IDS, None)
+        else:
+            self.state[STATE_CURSOR_IDS] = ids
+
     def _owed(self, asked_now: bool) -> Optional[str]:
         """When a full scan asked for earlier is still owed (see ``requested_scans.py``)."""
         if self.requests is None:
@@ -106,10 +137,7 @@ class ScanRun:
         """Advances the state after every page was read (a failed run never gets here)."""
         previous = self.state.get(STATE_CURSOR)
         scan = read.counts
-        if read.cursor_us is not None:
-            newest = from_micros(read.cursor_us)
-            if previous is None or newest > from_iso(previous):
-                self.state[STATE_CURSOR] = to_iso(newest)
+        self._advance_cursor(read, previous)
         if self.plan.full_scan:
             self.state[STATE_LAST_FULL_SCAN] = to_iso(self.started_at)
         record = RunRecord(
@@ -129,6 +157,14 @@ class ScanRun:
         )
         self.state[STATE_LAST_RUN] = asdict(record)
         return record
+
+
+def _ids_at_cursor(read: Scan) -> Optional[List[str]]:
+    """The ids loaded at the scan's cursor, when the cursor is the newest record kept (it may
+    stop short of it, at the top of page 1) and they are not too many to list."""
+    if read.newest_ids is None or read.cursor_us != read.newest_us:
+        return None
+    return sorted(read.newest_ids)
 
 
 def _last_total(read: Scan) -> Optional[int]:

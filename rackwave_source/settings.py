@@ -163,3 +163,8 @@ RESOURCES: Tuple[ResourceSpec, ...] = (
                  lookup_fields=(("email",), ("first_name", "last_name"))),
 )
 RESOURCE_NAMES: Tuple[str, ...] = tuple(spec.name for spec in RESOURCES)
+
+# The ids loaded at exactly the cursor's created_at are kept in the state, so the next run does
+# not load them again (a run with nothing new then writes nothing). More than this many records
+# sharing one created_at are not listed: the next run merges them again, as it always may.
+MAX_CURSOR_IDS = 1000

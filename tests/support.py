@@ -135,7 +135,7 @@ class Loader:
 
         import dlt
 
-        from pipelines.summary import count_rows, summarize
+        from pipelines.summary import summarize
         from rackwave_source import RESOURCES, rackwave_source
 
         target = self.target
@@ -147,10 +147,9 @@ class Loader:
         source = rackwave_source(base_url=self.server.base_url, client_id=self.client_id,
                                  client_secret=self.client_secret, full_scan=full_scan,
                                  **source_options).with_resources(*selected)
-        before = count_rows(pipeline, selected) if pipeline.default_schema_name else None
         started = time.monotonic()
         pipeline.run(source, table_format="delta" if target.name == "filesystem" else None)
-        return RunResult(pipeline, summarize(pipeline, selected, before),
+        return RunResult(pipeline, summarize(pipeline, selected, None),
                          time.monotonic() - started, target.name, DATASET)
 
     def query(self, sql: str, *params: Any) -> List[Tuple[Any, ...]]:

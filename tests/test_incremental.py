@@ -36,6 +36,23 @@ def test_unchanged_account_reads_one_page_and_loads_nothing_new(sandbox, loader)
     assert page_requests(sandbox, "contacts") == 1
     assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
     assert all(t.new == 0 and t.mode == "incremental" for t in result.tables)
+    # the records at the cursor are known by id: nothing is loaded again, no row is re-stamped
+    assert all((t.rows_read, t.updated) == (0, 0) for t in result.tables)
+    assert loader.query("SELECT COUNT(DISTINCT _dlt_load_id) FROM rackwave.leads") == [(1,)]
+
+
+def test_a_record_created_at_the_cursors_very_instant_still_loads(sandbox, loader):
+    loader.run(resources=["leads"])
+    newest = sandbox.admin.records("leads")[0]
+    tie = {"name": "Late tie", "email": "late.tie@example.com", "created_at": newest["created_at"]}
+    sandbox.admin.insert("leads", records=[tie])  # same created_at, an id the run has not seen
+
+    result = loader.run(resources=["leads"])
+
+    assert (loader.table(result, "leads").rows_read, loader.table(result, "leads").new) == (1, 0)
+    assert loader.ids("leads") == sandbox_ids(sandbox, "leads")
+    again = loader.run(resources=["leads"])
+    assert loader.table(again, "leads").rows_read == 0  # both ids at the cursor are known now
 
 
 def test_records_sharing_the_cursor_second_are_neither_lost_nor_doubled(sandbox, loader):
