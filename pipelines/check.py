@@ -70,12 +70,12 @@ from pipelines.destinations import (
     validate_destination,
 )
 from pipelines.rackwave_pipeline import (
-    DEFAULT_DUCKDB_FILE,
+    DEFAULT_DATASET,
+    DEFAULT_PIPELINE,
+    add_shared_arguments,
     EXIT_CONFIG,
     EXIT_FATAL,
     EXIT_TEMPORARY,
-    SANDBOX_CONTACTS,
-    SANDBOX_LEADS,
     own_duckdb_file,
     sandbox_server,
 )
@@ -84,8 +84,6 @@ EXIT_OK = 0
 #: ``status`` of the ``--json`` document per exit code (the run's words for its failures)
 STATUSES = {EXIT_OK: "ok", EXIT_FATAL: "failed", EXIT_CONFIG: "bad_settings",
             EXIT_TEMPORARY: "temporary_failure"}
-DEFAULT_DATASET = "rackwave"
-DEFAULT_PIPELINE = "rackwave"
 #: dlt's local state file in a pipeline's working folder (``Pipeline.STATE_FILE``)
 LOCAL_STATE_FILE = "state.json"
 FULL_SCAN = "full scan"
@@ -332,21 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS,
                         help="the warehouse whose stored state the next run starts from")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema name")
-    parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE, help="dlt pipeline name")
-    parser.add_argument("--resources", default=",".join(RESOURCES),
-                        help="comma-separated resources to check (default: leads,contacts)")
+    add_shared_arguments(parser, "check")
     parser.add_argument("--full-scan", action="store_true",
                         help="plan the run as `rackwave --full-scan` would run")
-    parser.add_argument("--sandbox", action="store_true",
-                        help="start the local sandbox with demo data and check against it")
-    parser.add_argument("--sandbox-leads", type=int, default=SANDBOX_LEADS, help=argparse.SUPPRESS)
-    parser.add_argument("--sandbox-contacts", type=int, default=SANDBOX_CONTACTS,
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
-    parser.add_argument("--duckdb-file", default=None,
-                        help="DuckDB file for --destination duckdb "
-                             f"(default ./{DEFAULT_DUCKDB_FILE})")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document on stdout instead of the table")
     return parser

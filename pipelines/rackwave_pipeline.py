@@ -77,6 +77,8 @@ DEFAULT_DUCKDB_FILE = "rackwave_data.duckdb"
 DUCKDB_CREDENTIALS_KEY = "destination.duckdb.credentials"
 #: the pipeline's local-state key where dlt 1.31 looks for the DuckDB file (remember_duckdb_file)
 DLT_LOCAL_DUCKDB_FILE_KEY = "duckdb_database"
+DEFAULT_DATASET = "rackwave"
+DEFAULT_PIPELINE = "rackwave"
 SANDBOX_LEADS = 10_000
 SANDBOX_CONTACTS = 5_000
 EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
@@ -276,6 +278,23 @@ def sandbox_server(leads: int, contacts: int) -> Iterator[Any]:
         yield server
 
 
+def add_shared_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """The options a run and ``rackwave check`` take alike: which pipeline, dataset, resources,
+    API and DuckDB file (``verb``: what the command does with the resources)."""
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema name")
+    parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE, help="dlt pipeline name")
+    parser.add_argument("--resources", default=",".join(RESOURCES),
+                        help=f"comma-separated resources to {verb} (default: leads,contacts)")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="start the local sandbox with demo data and use it")
+    parser.add_argument("--sandbox-leads", type=int, default=SANDBOX_LEADS, help=argparse.SUPPRESS)
+    parser.add_argument("--sandbox-contacts", type=int, default=SANDBOX_CONTACTS,
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
+    parser.add_argument("--duckdb-file", default=None,
+                        help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rackwave",
@@ -287,22 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lake-format", choices=LAKE_FORMATS, default=None,
                         help="filesystem destination: delta tables (default, merged) or plain "
                              "parquet files (every run must then be a --full-scan)")
-    parser.add_argument("--dataset", default="rackwave", help="dataset/schema name")
-    parser.add_argument("--pipeline-name", default="rackwave", help="dlt pipeline name")
-    parser.add_argument("--resources", default=",".join(RESOURCES),
-                        help="comma-separated resources to load (default: leads,contacts)")
+    add_shared_arguments(parser, "load")
     parser.add_argument("--full-scan", action="store_true",
                         help="read everything: merge updates and remove deleted records")
     parser.add_argument("--full-refresh", action="store_true",
                         help="drop the tables and the stored state, then load from scratch")
-    parser.add_argument("--sandbox", action="store_true",
-                        help="start the local sandbox with demo data and load from it")
-    parser.add_argument("--sandbox-leads", type=int, default=SANDBOX_LEADS, help=argparse.SUPPRESS)
-    parser.add_argument("--sandbox-contacts", type=int, default=SANDBOX_CONTACTS,
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
-    parser.add_argument("--duckdb-file", default=None,
-                        help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show progress per resource (default: on a terminal only; "
                              "elsewhere --progress prints a line every few seconds)")
