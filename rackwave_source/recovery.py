@@ -1,8 +1,8 @@
 """Making a killed run's leftovers safe to resume, so the next plain
 ``pipeline.run(rackwave_source())`` goes on where it stopped.
 
-dlt resumes a package a killed run left: ``run()`` loads it and returns. Two leftovers of a kill
-are repaired first (``prepare_resume``), by the source when it is made after its pipeline, or by
+dlt resumes a package a killed run left: ``run()`` loads it and returns. Three leftovers of a
+kill are repaired first (``prepare_resume``), by the source when it is made after its pipeline, or by
 the ``rackwave`` command:
 
 * **A normalize committed halfway.** dlt 1.31's normalize renames ``load/new/<load id>`` to
@@ -18,11 +18,15 @@ the ``rackwave`` command:
   once, ``resources._stage_hints``) and instead removes, before the resume, the rows of every job
   that was running at the kill (``unstage_started_jobs``): dlt then copies them once. The same
   holds for a first load into DuckDB, which copies straight into the table.
+* **Rows appended by a job run twice**: dlt's state table and the quarantine have no key to
+  merge on; their rows of the resumed load are removed before it runs again
+  (``forget_started_appends``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
@@ -32,8 +36,13 @@ from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 
 from . import settings as S
+from .quarantine import QUARANTINE_TABLE
 
 logger = logging.getLogger("rackwave_source")
+#: tables a load appends to (no key to merge on): dlt's state, and the quarantine
+APPENDED_TABLES = ("_dlt_pipeline_state", QUARANTINE_TABLE)
+SQL_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "motherduck")
+LOAD_ID_PATTERN = re.compile(r"\d+\.\d+")
 
 
 def active_pipeline() -> Any:
@@ -47,8 +56,11 @@ def prepare_resume(pipeline: Any) -> None:
     if not pipeline.has_pending_data:
         return
     finish_normalize_commit(pipeline)
-    if _destination_type(pipeline) == "duckdb":
+    kind = _destination_type(pipeline)
+    if kind == "duckdb":
         unstage_started_jobs(pipeline)
+    if kind in SQL_DESTINATIONS:
+        forget_started_appends(pipeline)
 
 
 def finish_normalize_commit(pipeline: Any) -> int:
@@ -97,6 +109,35 @@ def unstage_started_jobs(pipeline: Any) -> int:
                         continue  # not staged (a replace), or not created yet
             logger.warning("%s: a load job was running when the last run was killed; its rows "
                            "are removed before dlt runs it again", table)
+    return len(started)
+
+
+def forget_started_appends(pipeline: Any) -> int:
+    """Removes the rows a killed load may already have appended to dlt's state table and to
+    the quarantine (tables without a key to merge on) from a job dlt runs again as it resumes:
+    the rows of that load, by ``_dlt_load_id``. On Postgres the state table's ``_dlt_id`` is
+    unique, so the job run again failed every later run ("duplicate key ... _dlt_id_key");
+    elsewhere the rows were doubled. Returns the jobs found."""
+    started = [
+        (job.name.split(".", 1)[0], package.name)
+        for package in _packages_in_load(pipeline)
+        for job in sorted((package / "started_jobs").glob("*"))
+    ]
+    started = [(table, load_id) for table, load_id in started
+               if table in APPENDED_TABLES and LOAD_ID_PATTERN.fullmatch(load_id)]
+    if not started:
+        return 0
+    from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+    with pipeline.sql_client(S.SOURCE_NAME) as client:
+        for table, load_id in started:
+            name = client.make_qualified_table_name(table)
+            try:  # the load id is digits and a dot (checked above): safe inline on every dialect
+                client.execute_sql(f"DELETE FROM {name} WHERE _dlt_load_id = '{load_id}'")
+            except DatabaseUndefinedRelation:
+                continue  # not created yet
+            logger.warning("%s: rows of load %s a killed run may have written are removed "
+                           "before dlt writes them again", table, load_id)
     return len(started)
 
 

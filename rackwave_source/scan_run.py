@@ -79,6 +79,7 @@ class ScanRun:
         self.state = state
         self.resource = resource
         self.started_at = utc_now()
+        self.lookback = options.lookback
         #: nothing of this resource was ever loaded by a finished run (no cursor in the state)
         self.first_run = state.get(STATE_CURSOR) is None
         #: the cursor this run starts from: records created after it are new (run_history.py)
@@ -94,8 +95,8 @@ class ScanRun:
         """For an incremental run, the cursor and the ids already loaded at it (``cursor.py``);
         a full scan keeps everything it reads (it must see every id)."""
         cursor, ids = self.state.get(STATE_CURSOR), self.state.get(STATE_CURSOR_IDS)
-        if self.plan.full_scan or cursor is None or not ids:
-            return None
+        if self.plan.full_scan or self.lookback or cursor is None or not ids:
+            return None  # a lookback asks for the window, the cursor's records too, again
         return micros(from_iso(cursor)), list(ids)
 
     def _advance_cursor(self, read: Scan, previous: Optional[str]) -> None:
