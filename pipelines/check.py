@@ -61,6 +61,7 @@ from rackwave_source.paging import plan_blocks
 from rackwave_source.requested_scans import RequestedScans
 from rackwave_source.resources import reading_of
 
+from pipelines.run_report import EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY
 from pipelines.destinations import (
     DESTINATIONS,
     is_unreachable,
@@ -73,9 +74,6 @@ from pipelines.rackwave_pipeline import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE,
     add_shared_arguments,
-    EXIT_CONFIG,
-    EXIT_FATAL,
-    EXIT_TEMPORARY,
     own_duckdb_file,
     sandbox_server,
 )

@@ -43,7 +43,6 @@ from rackwave_source.drift import contract_error
 from rackwave_source.exceptions import (
     ConfigurationError,
     RackwaveError,
-    RackwaveTransientError,
 )
 
 from pipelines.destinations import (
@@ -81,7 +80,6 @@ DEFAULT_DATASET = "rackwave"
 DEFAULT_PIPELINE = "rackwave"
 SANDBOX_LEADS = 10_000
 SANDBOX_CONTACTS = 5_000
-EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY = 2, 1, 75
 
 
 @dataclass
