@@ -36,4 +36,4 @@ schema: setup
 	rm -rf .schema-build
 
 clean:
-	rm -rf $(VENV) rackwave_data.duckdb .pytest_cache
+	rm -rf $(VENV) .venv-recipes rackwave_data.duckdb .pytest_cache
