@@ -11,8 +11,9 @@ the ``rackwave`` command:
   ("Directory not empty"). The normalized copy is complete (the rename is atomic): deleting the
   extracted one is exactly dlt's missing second step.
 * **A copy job run twice into DuckDB's staging tables.** A job killed after DuckDB committed its
-  rows but before dlt recorded it as done runs again when the package resumes, and would stage
-  its rows twice. Other destinations deduplicate staged rows in the merge itself; on a local
+  rows but before dlt recorded it (dlt 1.31 writes a marker right after the commit, and completes
+  a marked job on resume without running it: the window is the moment between the two) runs
+  again when the package resumes, and would stage its rows twice. Other destinations deduplicate staged rows in the merge itself; on a local
   DuckDB file that window over the whole staged table would hold it in memory (729 MB at a
   million leads), so the source declares its staged rows unique there (each run yields every id
   once, ``resources._stage_hints``) and instead removes, before the resume, the rows of every job
@@ -30,10 +31,11 @@ import re
 import shutil
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, List
+from typing import Any, List, Tuple
 
 from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
+from dlt.common.storages.load_package import PackageStorage
 
 from . import settings as S
 from .quarantine import QUARANTINE_TABLE
@@ -42,6 +44,8 @@ logger = logging.getLogger("rackwave_source")
 #: tables a load appends to (no key to merge on): dlt's state, and the quarantine
 APPENDED_TABLES = ("_dlt_pipeline_state", QUARANTINE_TABLE)
 SQL_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "motherduck")
+#: where dlt records a job the destination committed
+DLT_COMMITTED_MARKERS = PackageStorage.PENDING_TRANSITIONS_FOLDER
 LOAD_ID_PATTERN = re.compile(r"\d+\.\d+")
 
 
@@ -85,11 +89,8 @@ def unstage_started_jobs(pipeline: Any) -> int:
     replaces it); dlt runs those jobs again as it resumes, so each row is copied once whether the
     killed job had committed or not. Removing them from the table is harmless for a merge too:
     its staged rows replace the table's rows of the same ids anyway. Returns the jobs found."""
-    started = [
-        (job.name.split(".", 1)[0], job)
-        for package in _packages_in_load(pipeline)
-        for job in sorted((package / "started_jobs").glob("*.parquet"))
-    ]
+    started = [(job.name.split(".", 1)[0], job) for _, job in _interrupted_jobs(pipeline)
+               if job.suffix == ".parquet"]
     started = [(table, job) for table, job in started if table in S.RESOURCE_NAMES]
     if not started:
         return 0
@@ -118,11 +119,8 @@ def forget_started_appends(pipeline: Any) -> int:
     the rows of that load, by ``_dlt_load_id``. On Postgres the state table's ``_dlt_id`` is
     unique, so the job run again failed every later run ("duplicate key ... _dlt_id_key");
     elsewhere the rows were doubled. Returns the jobs found."""
-    started = [
-        (job.name.split(".", 1)[0], package.name)
-        for package in _packages_in_load(pipeline)
-        for job in sorted((package / "started_jobs").glob("*"))
-    ]
+    started = [(job.name.split(".", 1)[0], package.name)
+               for package, job in _interrupted_jobs(pipeline)]
     started = [(table, load_id) for table, load_id in started
                if table in APPENDED_TABLES and LOAD_ID_PATTERN.fullmatch(load_id)]
     if not started:
@@ -139,6 +137,18 @@ def forget_started_appends(pipeline: Any) -> int:
             logger.warning("%s: rows of load %s a killed run may have written are removed "
                            "before dlt writes them again", table, load_id)
     return len(started)
+
+
+def _interrupted_jobs(pipeline: Any) -> List[Tuple[Path, Path]]:
+    """(package, job file) of every job a killed load was running: started, and without the
+    marker dlt 1.31 writes once the destination committed a job (``.pending_transitions``), with
+    which dlt completes the job on resume instead of running it again."""
+    return [
+        (package, job)
+        for package in _packages_in_load(pipeline)
+        for job in sorted((package / "started_jobs").glob("*"))
+        if not (package / DLT_COMMITTED_MARKERS / job.name).exists()
+    ]
 
 
 def _packages_in_load(pipeline: Any) -> List[Path]:
