@@ -40,7 +40,6 @@ from dlt.common.schema.utils import normalize_schema_name
 from dlt.common.versioned_state import json_decode_state
 from dlt.destinations.dataset import get_destination_clients
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.extract.source import DltSource
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from rackwave_source import RESOURCES, rackwave_source
@@ -76,6 +75,7 @@ from pipelines.rackwave_pipeline import (
     add_shared_arguments,
     own_duckdb_file,
     sandbox_server,
+    validated_source,
 )
 
 EXIT_OK = 0
@@ -169,22 +169,6 @@ def check(
               for endpoint, plan, page, stored in firsts]
     return CheckReport(destination, dataset, pipeline_name, endpoint.client.base_url, checks,
                        options.concurrency, options.max_requests_per_second)
-
-
-def validated_source(kwargs: Dict[str, Any], selected: List[str]) -> DltSource:
-    """The source, every setting checked, with the message a run gives for missing credentials
-    (``run_pipeline``'s)."""
-    try:
-        return rackwave_source(**kwargs).with_resources(*selected)
-    except ConfigFieldMissingException as exc:
-        missing = ", ".join(exc.fields) or "a setting"
-        raise ConfigurationError(
-            missing,
-            "it is missing",
-            "Put client_id and client_secret in .dlt/secrets.toml under [sources.rackwave], or "
-            "set SOURCES__RACKWAVE__CLIENT_ID and SOURCES__RACKWAVE__CLIENT_SECRET "
-            "(or try the local demo: rackwave --sandbox).",
-        ) from None
 
 
 def describe(endpoint: ListEndpoint, options: ValidatedOptions, plan: ScanPlan, page: Page,

@@ -34,6 +34,7 @@ import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema.exceptions import DataValidationError
+from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from rackwave_source import RESOURCES, rackwave_source
@@ -180,6 +181,22 @@ def unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def validated_source(kwargs: Dict[str, Any], selected: List[str]) -> DltSource:
+    """The source with every setting checked; missing credentials say where to put them (the
+    same message from a run and from ``rackwave check``)."""
+    try:
+        return rackwave_source(**kwargs).with_resources(*selected)
+    except ConfigFieldMissingException as exc:
+        missing = ", ".join(exc.fields) or "a setting"
+        raise ConfigurationError(
+            missing,
+            "it is missing",
+            "Put client_id and client_secret in .dlt/secrets.toml under [sources.rackwave], or "
+            "set SOURCES__RACKWAVE__CLIENT_ID and SOURCES__RACKWAVE__CLIENT_SECRET "
+            "(or try the local demo: rackwave --sandbox).",
+        ) from None
+
+
 def run_pipeline(
     *,
     destination: str = "duckdb",
@@ -213,17 +230,7 @@ def run_pipeline(
     if full_scan:
         kwargs["full_scan"] = True
     # Settings are validated here, before the pipeline touches the destination or the API.
-    try:
-        source = rackwave_source(**kwargs).with_resources(*selected)
-    except ConfigFieldMissingException as exc:
-        missing = ", ".join(exc.fields) or "a setting"
-        raise ConfigurationError(
-            missing,
-            "it is missing",
-            "Put client_id and client_secret in .dlt/secrets.toml under [sources.rackwave], or "
-            "set SOURCES__RACKWAVE__CLIENT_ID and SOURCES__RACKWAVE__CLIENT_SECRET "
-            "(or try the local demo: rackwave --sandbox).",
-        ) from None
+    source = validated_source(kwargs, selected)
 
     duckdb_file = own_duckdb_file(destination, duckdb_path)
     fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)
