@@ -39,6 +39,7 @@ from dlt.common.storages.load_package import PackageStorage
 
 from . import settings as S
 from .quarantine import QUARANTINE_TABLE
+from .warehouse import destination_kind
 
 logger = logging.getLogger("rackwave_source")
 #: tables a load appends to (no key to merge on): dlt's state, and the quarantine
@@ -60,7 +61,7 @@ def prepare_resume(pipeline: Any) -> None:
     if not pipeline.has_pending_data:
         return
     finish_normalize_commit(pipeline)
-    kind = _destination_type(pipeline)
+    kind = destination_kind(pipeline)
     if kind == "duckdb":
         unstage_started_jobs(pipeline)
     if kind in SQL_DESTINATIONS:
@@ -154,8 +155,3 @@ def _interrupted_jobs(pipeline: Any) -> List[Tuple[Path, Path]]:
 def _packages_in_load(pipeline: Any) -> List[Path]:
     normalized = Path(pipeline.working_dir) / "load" / "normalized"
     return sorted(normalized.iterdir()) if normalized.is_dir() else []
-
-
-def _destination_type(pipeline: Any) -> str:
-    destination = pipeline.destination
-    return "" if destination is None else destination.destination_type.rsplit(".", 1)[-1]

@@ -30,6 +30,7 @@ from .run_history import declare as declare_run_history
 from .progress import Progress
 from .scan import Scan
 from .scan_run import ScanRun
+from .warehouse import destination_kind, table_format
 from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
 
 
@@ -46,7 +47,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     """
     run = ScanRun(dlt.current.resource_state(), options, spec.name)
     flag = options.deleted_records == "flag"
-    destination = _destination_kind()
+    destination = destination_kind()
     yield _hints(spec, destination, flag)
     replacing = _replaces(spec.name, destination, run)
     if replacing:
@@ -115,13 +116,7 @@ def _cannot_merge(table: str, destination: str) -> bool:
     """Whether the table is plain parquet files on the filesystem destination (no Delta table
     format), which cannot merge: a full scan then replaces the files. The table format arrives
     with ``pipeline.run(..., table_format=...)``, in the schema once the hints were taken."""
-    if destination != "filesystem":
-        return False
-    try:
-        found = dlt.current.source_schema().tables.get(table, {}).get("table_format")
-    except Exception:  # noqa: BLE001 - outside a pipeline
-        return False
-    return found not in ("delta", "iceberg")
+    return destination == "filesystem" and table_format(table) not in ("delta", "iceberg")
 
 
 def _require_full_scan(table: str, run: ScanRun) -> None:
@@ -172,24 +167,14 @@ def _with_load_id(table: pa.Table) -> pa.Table:
     """Every row stamped with the id of the load that brings it (``_dlt_load_id``), as dlt stamps
     rows it builds from dicts, so dbt models can select what a load brought. Done here, not by
     dlt's ``add_dlt_load_id`` setting, so a user's own pipeline gets it too."""
-    try:
-        load_id = dlt.current.load_package_state()["load_id"]
-    except Exception:  # noqa: BLE001 - iterated outside a pipeline: no load
+    load_id = current_load_id()
+    if load_id is None:  # iterated outside a pipeline: no load
         return table
     if LOAD_ID in table.column_names:
         table = table.drop_columns([LOAD_ID])
     ids = pa.DictionaryArray.from_arrays(
         pa.array(np.zeros(table.num_rows, dtype=np.int8)), pa.array([load_id]))
     return table.append_column(pa.field(LOAD_ID, ids.type, nullable=False), ids)
-
-
-def _destination_kind() -> str:
-    """The current pipeline's destination type (``postgres``, ``bigquery``...), or ``""``."""
-    try:
-        destination = dlt.current.pipeline().destination
-    except Exception:  # noqa: BLE001 - iterated outside a pipeline
-        return ""
-    return "" if destination is None else destination.destination_type.rsplit(".", 1)[-1]
 
 
 def _layout(spec: S.ResourceSpec, kind: str) -> Tuple[TColumns, Dict[str, Any]]:

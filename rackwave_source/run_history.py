@@ -35,10 +35,9 @@ from dlt.extract.resource import DltResource
 
 from . import settings as S
 from .cursor import from_iso
-from .lake import is_lake
 from .scan_run import RunRecord
 from .schema import RUN_COLUMNS
-from .warehouse import current_pipeline
+from .warehouse import destination_kind, table_format
 
 RUN_KEY = ("load_id", "resource")
 _ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "timestamp": pa.timestamp("us", "UTC")}
@@ -123,11 +122,7 @@ def _lake_hints(resource: str) -> Dict[str, Any]:
     ``pipeline.run(..., table_format="delta")``, which dlt gives the resource's own table only:
     so ``rackwave_runs`` is a Delta table beside Delta tables (and merges). Plain parquet files
     cannot merge: there it is appended to (as dlt would fall back to, with a warning)."""
-    pipeline = current_pipeline()
-    if pipeline is None or not is_lake(pipeline):
+    if destination_kind() != "filesystem":
         return {}
-    try:
-        found = dlt.current.source_schema().tables.get(resource, {}).get("table_format")
-    except Exception:  # noqa: BLE001 - outside a pipeline
-        return {}
+    found = table_format(resource)
     return {"table_format": found} if found else {"write_disposition": "append"}

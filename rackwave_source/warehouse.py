@@ -30,6 +30,24 @@ def current_pipeline() -> Any:
         return None
 
 
+def destination_kind(pipeline: Any = None) -> str:
+    """The destination's type (``duckdb``, ``postgres``, ``filesystem``...) of ``pipeline``, or
+    of the pipeline running this extract; ``""`` when there is none."""
+    pipeline = pipeline if pipeline is not None else current_pipeline()
+    destination = getattr(pipeline, "destination", None)
+    return "" if destination is None else str(destination.destination_type).rsplit(".", 1)[-1]
+
+
+def table_format(table: str) -> Optional[str]:
+    """The table format (``delta``...) a table got from ``pipeline.run(..., table_format=...)``:
+    in the schema once the resource's first hints were taken; None outside a pipeline."""
+    try:
+        found = dlt.current.source_schema().tables.get(table, {}).get("table_format")
+    except Exception:  # noqa: BLE001 - outside a pipeline
+        return None
+    return None if found is None else str(found)
+
+
 @dataclass
 class LoadedTable:
     """A resource's table as the destination holds it."""
