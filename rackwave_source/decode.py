@@ -27,6 +27,7 @@ from . import settings as S
 from .arrow_shape import ARROW_TYPES, POOL, SEPARATOR, arrow_schema, to_arrow
 from .drift import ColumnTypes, arrow_type
 from .exceptions import UnexpectedResponseError
+from .privacy import Privacy
 from .quarantine import set_aside_keyless, sort_out
 from .schema import TColumns
 
@@ -107,10 +108,13 @@ class PageReader:
         columns: TColumns,
         quarantine: bool = False,
         known_types: Optional[Mapping[str, str]] = None,
+        privacy: Optional[Privacy] = None,
     ) -> None:
         """``known_types``: the data type of each column the destination already has (from the
-        dlt schema), so that a field that changed type since an earlier run is a variant."""
+        dlt schema), so that a field that changed type since an earlier run is a variant.
+        ``privacy``: hashed and excluded columns, applied to every table made here."""
         self.resource = resource
+        self.privacy = privacy or Privacy()
         self.quarantine = quarantine
         self.columns = columns
         self.schema = arrow_schema(columns)
@@ -218,8 +222,8 @@ class PageReader:
             if not isinstance(record, dict):
                 raise self._envelope_error(
                     url, number, f"record {index} is a {type(record).__name__}, not an object")
-        return Page(number, to_arrow(self.resource, number, data, self.columns, self.schema,
-                                     self.types),
+        return Page(number, self.privacy.table(to_arrow(
+            self.resource, number, data, self.columns, self.schema, self.types)),
                     total, last_page)
 
     def _without_keyless(self, page: Page) -> Page:
@@ -234,7 +238,7 @@ class PageReader:
 
     def _sorted_out(self, number: int, data: List[Any], total: int, last_page: int) -> Page:
         table, rejected = sort_out(self.resource, number, data, self.columns, self.schema,
-                                   self.types)
+                                   self.types, self.privacy)
         return Page(number, table, total, last_page, rejected)
 
     def _meta(self, url: str, number: int, meta: Any) -> Tuple[int, int]:
@@ -283,7 +287,7 @@ class PageReader:
             column = self.types.column_for(name, arrow_type(array.type))
             arrays.append(array)
             fields.append(pa.field(column, array.type))
-        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        return self.privacy.table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)))
 
 
 def check_page(resource: str, page: Page) -> Page:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from . import settings as S
 from .exceptions import ConfigurationError
+from .privacy import Privacy
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -26,7 +27,8 @@ _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 @dataclass(frozen=True)
 class ValidatedOptions:
-    """What the user chose for one source instance, validated (secrets excluded)."""
+    """What the user chose for one source instance, validated (credentials excluded; the hash
+    key only inside ``privacy``, whose repr does not show it)."""
 
     base_url: str
     per_page: int
@@ -42,6 +44,7 @@ class ValidatedOptions:
     concurrency: int
     ca_bundle: Optional[str]
     max_requests_per_second: Optional[float]
+    privacy: Privacy = Privacy()  # hash_columns, exclude_columns (privacy.py); holds the key
 
 
 def is_loopback(host: str) -> bool:

@@ -22,6 +22,7 @@ from . import settings as S
 from .arrow_shape import to_arrow
 from .drift import ColumnTypes
 from .exceptions import UnexpectedResponseError
+from .privacy import Privacy
 from .schema import TColumns
 
 QUARANTINE_TABLE = "rackwave_quarantine"
@@ -56,9 +57,11 @@ def set_aside_keyless(resource: str, page: int, table: pa.Table) -> Tuple[pa.Tab
 
 def sort_out(
     resource: str, page: int, data: List[Any], columns: TColumns, schema: pa.Schema,
-    types: ColumnTypes,
+    types: ColumnTypes, privacy: Optional[Privacy] = None,
 ) -> Tuple[pa.Table, List[Dict[str, Any]]]:
-    """Keeps the records that fit the declared shape; the others become quarantine rows."""
+    """Keeps the records that fit the declared shape; the others become quarantine rows, their
+    hashed and excluded columns treated as the table's (``privacy.py``)."""
+    privacy = privacy or Privacy()
     good: List[Dict[str, Any]] = []
     rejected: List[Dict[str, Any]] = []
     for index, record in enumerate(data):
@@ -66,8 +69,8 @@ def sort_out(
         if reason is None:
             good.append(record)
         else:
-            rejected.append(quarantine_row(resource, page, index, record, reason))
-    return to_arrow(resource, page, good, columns, schema, types), rejected
+            rejected.append(quarantine_row(resource, page, index, privacy.record(record), reason))
+    return privacy.table(to_arrow(resource, page, good, columns, schema, types)), rejected
 
 
 def _problem(

@@ -24,6 +24,7 @@ from .deletions import DeletionCounts, Reconciliation, deleted_at_column, reconc
 from .endpoint import ListEndpoint
 from .exceptions import ConfigurationError
 from .options import ValidatedOptions
+from .privacy import check_state
 from .quarantine import QUARANTINE_TABLE, quarantine_item
 from .run_history import NewRows, current_load_id, history_item
 from .run_history import declare as declare_run_history
@@ -46,6 +47,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     ``arrow_shape.empty_table``); later runs with nothing new yield no rows at all.
     """
     run = ScanRun(dlt.current.resource_state(), options, spec.name)
+    check_state(run.state, options.privacy, spec.name, loaded=not run.first_run)  # privacy.py
     flag = options.deleted_records == "flag"
     destination = destination_kind()
     yield _hints(spec, destination, flag)
@@ -220,7 +222,7 @@ def _endpoint(spec: S.ResourceSpec, client: RackwaveClient,
         if value:
             filters[parameter] = str(value)
     reader = PageReader(spec.name, spec.columns, quarantine=options.bad_records == "quarantine",
-                        known_types=_destination_types(spec.name))
+                        known_types=_destination_types(spec.name), privacy=options.privacy)
     return ListEndpoint(client, spec.path, reader, options.per_page, filters)
 
 

@@ -67,6 +67,28 @@ FROZEN_CONTRACT: TSchemaContractDict = {
     "tables": "evolve", "columns": "freeze", "data_type": "freeze"
 }
 
+# Privacy (privacy.py): ``hash_columns`` arrive as the lowercase hex HMAC-SHA256 of their value
+# under ``hash_key``; ``exclude_columns`` never leave the process. Before hashing a value is
+# normalised: "email" (default): columns named email or ending in _email are trimmed and
+# lower-cased, others trimmed; "trim": every column trimmed, case kept; "none": as sent.
+HASH_NORMALIZATIONS: Tuple[str, ...] = ("email", "trim", "none")
+DEFAULT_HASH_NORMALIZATION = "email"
+HASH_TRIM_CHARACTERS = " \t\r\n"  # what "trimmed" removes at both ends (Python's str.strip)
+EMAIL_COLUMN = "email"  # a column named this, or ending in "_" + this, is an email column
+# A shorter key could be guessed from one known value and its hash.
+MIN_HASH_KEY_LENGTH = 16
+# Where the resource state keeps the privacy settings a table was loaded with (no key: a check
+# value of it, HMAC-SHA256 of HASH_KEY_CHECK_LABEL, HASH_KEY_CHECK_CHARS hex characters of it).
+STATE_PRIVACY = "privacy"
+HASH_KEY_CHECK_LABEL = b"rackwave hash_key check"
+HASH_KEY_CHECK_CHARS = 16
+# Unknown names in hash_columns/exclude_columns: this close to a documented column, it is taken
+# for a typo (an error: the column would load in clear); otherwise a warning (a field the API may
+# add later, which the setting then covers).
+TYPO_SIMILARITY = 0.8
+# Columns of dlt and of the connector (``_rackwave_deleted_at``...): neither hashed nor excluded.
+PROTECTED_COLUMN_PREFIXES: Tuple[str, ...] = ("_dlt_", "_rackwave_")
+
 # Full scans fetch pages concurrently (page 1 tells meta.last_page). Chosen by measurement on
 # the benchmark (benchmarks/README.md); incremental runs stay sequential to stop early.
 DEFAULT_CONCURRENCY = 16
@@ -128,6 +150,10 @@ SETTINGS: Dict[str, str] = {
     "concurrency": "a whole number from 1 to 64",
     "max_requests_per_second": "a positive number",
     "ca_bundle": "the path of a PEM file",
+    "hash_columns": 'a list of column names, e.g. ["email", "phone"]',
+    "hash_key": "the key of the hashes (a secret, at least 16 characters)",
+    "hash_normalization": "email, trim or none",
+    "exclude_columns": 'a list of column names, e.g. ["phone"]',
     "schema_contract": "evolve or freeze",
 }
 

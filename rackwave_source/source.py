@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import dlt
 from dlt.common.configuration.exceptions import (
     ConfigValueCannotBeCoercedException,
     ValueNotSecretException,
 )
+from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
 
@@ -31,6 +32,7 @@ from .options import (
 )
 from .exceptions import ConfigurationError
 from .recovery import active_pipeline, prepare_resume
+from .privacy import validate_privacy
 from .progress import Progress
 from .resources import make_resource
 
@@ -91,6 +93,10 @@ def _rackwave_source(
     max_requests_per_second: Optional[float] = None,
     ca_bundle: Optional[str] = None,
     schema_contract: str = S.DEFAULT_SCHEMA_CONTRACT,
+    hash_columns: Optional[List[str]] = None,
+    hash_key: Optional[TSecretStrValue] = None,
+    hash_normalization: str = S.DEFAULT_HASH_NORMALIZATION,
+    exclude_columns: Optional[List[str]] = None,
     progress: Optional[Progress] = None,  # no config field: dlt skips a parameter of this type
 ) -> Sequence[DltResource]:
     """Rackwave leads and contacts, loaded incrementally and merged on ``id``.
@@ -121,6 +127,12 @@ def _rackwave_source(
         ca_bundle: A PEM file of certificate authorities to trust (TLS is always verified).
         schema_contract: ``evolve``: new fields become columns, a changed type a variant column;
             ``freeze``: either fails the run with a ``SchemaContractError``.
+        hash_columns: Columns loaded as the hex HMAC-SHA256 of their value under ``hash_key``,
+            the same on every table (``privacy.py``).
+        hash_key: The key of those hashes (secret, at least 16 characters).
+        hash_normalization: ``email`` (emails trimmed and lower-cased, other values trimmed),
+            ``trim`` or ``none``: what is done to a value before it is hashed.
+        exclude_columns: Columns never loaded.
         progress: An object told of each resource's pages and phases (``progress.Progress``),
             not a setting; by default the running pipeline's collector when it is one.
     """
@@ -148,6 +160,7 @@ def _rackwave_source(
         concurrency=validate_concurrency(concurrency),
         max_requests_per_second=validate_rate(max_requests_per_second),
         ca_bundle=validate_ca_bundle(ca_bundle),
+        privacy=validate_privacy(hash_columns, hash_key, exclude_columns, hash_normalization),
     )
     client = RackwaveClient(
         config.base_url,
@@ -159,7 +172,8 @@ def _rackwave_source(
         ca_bundle=config.ca_bundle,
     )
     contract = validate_choice("schema_contract", schema_contract, S.SCHEMA_CONTRACTS)
-    resources = tuple(make_resource(spec, client, config, progress) for spec in S.RESOURCES)
+    resources = tuple(make_resource(config.privacy.spec(spec), client, config, progress)
+                      for spec in S.RESOURCES)
     if contract == "freeze":
         for resource in resources:
             resource.apply_hints(schema_contract=S.FROZEN_CONTRACT)
