@@ -336,6 +336,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from pipelines.check import check_main
 
         return check_main(arguments[1:])
+    if arguments[:1] == ["push"]:  # `rackwave push leads`: reverse ETL (pipelines/push.py)
+        from pipelines.push import push_main
+
+        return push_main(arguments[1:])
     started = time.monotonic()
     args = parse_arguments(build_parser(), argv)
     resources = [r.strip() for r in args.resources.split(",") if r.strip()]

@@ -20,10 +20,12 @@ from rackwave_sandbox.store import RecordError, Store
 TOKEN_PATH = "/v1/auth/token"
 FAULT_KINDS: tuple[str, ...] = (
     "500", "502_html", "drop", "truncate", "truncate_json", "429", "body", "tamper",
+    "drop_after", "500_after",
 )
-#: Fault kinds that need the real response (they mangle it); all others are
-#: answered before the request is processed.
-POST_FAULTS = frozenset({"truncate", "truncate_json", "tamper"})
+#: Fault kinds that need the real response (they mangle it, or, for a create, lose it after the
+#: record was stored: "drop_after" closes the connection, "500_after" answers 500); all others
+#: are answered before the request is processed.
+POST_FAULTS = frozenset({"truncate", "truncate_json", "tamper", "drop_after", "500_after"})
 _STATUS_KIND = re.compile(r"^[45]\d\d$")
 
 
@@ -53,6 +55,8 @@ class Fault:
     kind: str
     count: int = 1
     path: str | None = None
+    # Only requests with this HTTP method match (e.g. "POST": a create, not the lookups after it).
+    method: str | None = None
     after: int = 0
     # Only requests for this page number match: a concurrent client asks for pages out of order,
     # so "the n-th request" is not "page n".
@@ -64,9 +68,11 @@ class Fault:
     # "tamper": the real page, with data[record] changed: {"record": i, "set": {...}, "drop": [...]}
     tamper: dict[str, Any] | None = None
 
-    def matches(self, path: str, page: int | None = None) -> bool:
+    def matches(self, path: str, page: int | None = None, method: str | None = None) -> bool:
         """Explicit ``path`` is a prefix; otherwise any /v1 path but the token one."""
         if self.page is not None and page != self.page:
+            return False
+        if self.method is not None and method != self.method:
             return False
         return path.startswith(self.path) if self.path else _default_match(path)
 
@@ -128,6 +134,9 @@ class FaultInjector:
             tamper = item.get("tamper")
             if kind == "tamper" and not isinstance(tamper, dict):
                 raise FaultError('a "tamper" fault needs {"tamper": {"record": i, "set": {...}}}')
+            method = item.get("method")
+            if method is not None and method not in ("GET", "POST"):
+                raise FaultError('method must be "GET" or "POST"')
             page = item.get("page")
             if page is not None:
                 page = _as_int(page, "page", 1)
@@ -137,6 +146,7 @@ class FaultInjector:
                     page=page,
                     count=_as_int(item.get("count", 1), "count", 1),
                     path=path or None,
+                    method=method,
                     after=_as_int(item.get("after", 0), "after", 0),
                     retry_after=_as_int(item.get("retry_after", 1), "retry_after", 0),
                     message=message,
@@ -159,7 +169,8 @@ class FaultInjector:
             return [asdict(f) for f in self._queue]
 
     def pick(
-        self, path: str, error_rate: float, drop_rate: float, page: int | None = None
+        self, path: str, error_rate: float, drop_rate: float, page: int | None = None,
+        method: str | None = None,
     ) -> Fault | None:
         """Return the fault to apply to this request, if any.
 
@@ -172,7 +183,7 @@ class FaultInjector:
         with self._lock:
             chosen: Fault | None = None
             for fault in self._queue:
-                if not fault.matches(path, page):
+                if not fault.matches(path, page, method):
                     continue
                 if fault.after > 0:
                     fault.after -= 1

@@ -556,7 +556,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         page = page_for_stats(query) if method == "GET" and path in LIST_KINDS else None
         stats.request(endpoint, page)
         cfg = state.config
-        fault = state.faults.pick(path, cfg.error_rate, cfg.drop_rate, page)
+        fault = state.faults.pick(path, cfg.error_rate, cfg.drop_rate, page, method)
         if cfg.latency_ms > 0:
             time.sleep(cfg.latency_ms / 1000.0)
         if fault is not None and fault.kind not in POST_FAULTS:
@@ -579,6 +579,13 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         stats.status(endpoint, str(resp.status))
         if fault is not None and fault.kind == "tamper":
             self._send(_tampered(resp, fault.tamper or {}))
+            return
+        if fault is not None and fault.kind == "drop_after":  # processed (a lead stored), unanswered
+            stats.status(endpoint, "dropped")
+            self._drop()
+            return
+        if fault is not None and fault.kind == "500_after":  # processed, then a server error
+            self._send(error(500, FAULT_MESSAGES.get(500) or _phrase(500)))
             return
         if fault is not None:
             self._send_truncated(resp, fault.kind)

@@ -28,6 +28,7 @@ import re
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -63,6 +64,26 @@ UNDECODABLE = "undecodable"
 STATS = ("requests", "rate_limited", "retries", "token_renewals")
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] [^'\"()]+")
 logger = logging.getLogger("rackwave_source")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the retry loop sends it: ``shown`` is how messages name it."""
+
+    method: str
+    target: str
+    shown: str
+    body: Optional[bytes] = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A POST's final answer: the status, the decoded body, and whether an earlier attempt may
+    have reached the server (so a create may have happened before this answer)."""
+
+    status: int
+    body: Any
+    uncertain: bool
 
 
 def shown_url(url: str, params: Optional[Mapping[str, Any]] = None) -> str:
@@ -253,12 +274,46 @@ class RackwaveClient:
         """
         url = self.base_url + path
         target = f"{url}?{urlencode(params)}" if params else url
+        reply, body, failure, _ = self._exchange(
+            path, Request("GET", target, shown_url(url, params)), decode or json.loadb)
+        return self._result(url, reply, body, failure)
+
+    def post(self, path: str, payload: Mapping[str, Any]) -> Answer:
+        """POSTs ``payload`` as JSON and returns the final answer, 4xx included (a 422 is data
+        to the caller, not an error). Retried like a GET: 5xx, dropped connections, 429.
+
+        ``Answer.uncertain`` tells that an earlier attempt may have reached the server (a 5xx, or
+        a connection lost after the request was sent): a create may then already have happened.
+
+        Raises:
+            AuthenticationError: the API refused a freshly obtained token.
+            RateLimitError: 429s lasted longer than ``max_rate_limit_wait`` seconds.
+            ServerError: 5xx or network failures outlived every retry.
+        """
+        url = self.base_url + path
+        request = Request("POST", url, shown_url(url), json.dumpb(payload))
+        reply, body, failure, uncertain = self._exchange(path, request, json.loadb)
+        if reply is not None and 400 <= reply.status < 500 and reply.status != 401:
+            try:
+                error_body: Any = json.loadb(reply.data)
+            except ValueError:
+                error_body = None
+            return Answer(reply.status, error_body, uncertain)
+        return Answer(reply.status if reply is not None else 0,
+                      self._result(url, reply, body, failure), uncertain)
+
+    def _exchange(
+        self, path: str, request: Request, decode: Decoder
+    ) -> Tuple[Optional[BaseHTTPResponse], Any, Failure, bool]:
+        """Sends ``request`` through the shared throttle until its answer is final; a 429 is
+        waited out within ``max_rate_limit_wait``, never counted as a failed attempt."""
         self._requesting.path = path
-        shown = shown_url(url, params)
         waited = 0.0
+        uncertain = False
         while True:
             sent_at = self.throttle.acquire()
-            reply, body, failure = self._attempts(target, shown, decode or json.loadb)
+            reply, body, failure, maybe_sent = self._attempts(request, decode)
+            uncertain = uncertain or maybe_sent
             self._count("requests")
             if reply is not None and reply.status == 429:
                 self._count("rate_limited")
@@ -266,50 +321,59 @@ class RackwaveClient:
                 waited += delay
                 if waited > self.max_rate_limit_wait:
                     raise RateLimitError(
-                        f"Rackwave API kept answering 429 Too Many Requests for {url} for "
-                        f"{waited:.0f} s. Lower the load on this account or raise "
+                        f"Rackwave API kept answering 429 Too Many Requests for {request.shown} "
+                        f"for {waited:.0f} s. Lower the load on this account or raise "
                         "max_rate_limit_wait under [sources.rackwave]."
                     )
                 self.throttle.rate_limited_for(delay, sent_at)
                 continue
             self.throttle.succeeded()
-            return self._result(url, reply, body, failure)
+            return reply, body, failure, uncertain
 
-    def _send(self, target: str, token: str) -> BaseHTTPResponse:
-        return self._pool.request(
-            "GET", target, headers={"Authorization": f"Bearer {token}"}, redirect=False
-        )
+    def _send(self, request: Request, token: str) -> BaseHTTPResponse:
+        headers = {"Authorization": f"Bearer {token}"}
+        if request.body is not None:
+            headers["Content-Type"] = "application/json"
+        return self._pool.request(request.method, request.target, body=request.body,
+                                  headers=headers, redirect=False)
 
     def _attempts(
-        self, target: str, shown: str, decode: Decoder
-    ) -> Tuple[Optional[BaseHTTPResponse], Any, Failure]:
-        """Sends until an answer is final: decoded 2xx, 4xx, 429, or the attempts are spent."""
+        self, request: Request, decode: Decoder
+    ) -> Tuple[Optional[BaseHTTPResponse], Any, Failure, bool]:
+        """Sends until an answer is final: decoded 2xx, 4xx, 429, or the attempts are spent.
+        The last value tells whether a failed attempt may have reached the server."""
         reply: Optional[BaseHTTPResponse] = None
         failure: Failure = None
+        maybe_sent = False
         for attempt in range(1, self.max_attempts + 1):
             try:
-                reply = self.auth.authorized(lambda token: self._send(target, token),
+                reply = self.auth.authorized(lambda token: self._send(request, token),
                                              lambda r: r.status)
             except urllib3.exceptions.SSLError:
                 raise TLSVerificationError(self.base_url) from None
             except urllib3.exceptions.HTTPError as exc:  # refused, dropped, truncated, timed out
                 reply, failure = None, exc
+                # a connection never made sent nothing; any other loss may follow the send
+                maybe_sent = maybe_sent or not isinstance(
+                    exc, urllib3.exceptions.ConnectTimeoutError)
             else:
                 if 200 <= reply.status < 300:
                     try:
-                        return reply, decode(reply.data), None
+                        return reply, decode(reply.data), None, maybe_sent
                     except (ValueError, TypeError):
                         failure = UNDECODABLE
                 elif reply.status < 500:
-                    return reply, None, None
+                    return reply, None, None, maybe_sent
                 else:
                     failure = f"HTTP {reply.status}"
+                    maybe_sent = True
             if attempt < self.max_attempts:
                 wait = self._backoff(attempt, reply)
-                log_retry("GET", shown, failure, attempt, self.max_attempts, wait)
+                log_retry(request.method, request.shown, failure, attempt, self.max_attempts,
+                          wait)
                 self._count("retries")
                 time.sleep(wait)
-        return reply, None, failure
+        return reply, None, failure, maybe_sent
 
     def _backoff(self, attempt: int, reply: Optional[BaseHTTPResponse]) -> float:
         """Exponential, capped, with jitter so that workers do not retry in lockstep; a 5xx's

@@ -12,10 +12,18 @@ import difflib
 import ipaddress
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Collection, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Any, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union,
+)
 from urllib.parse import urlsplit
+
+from dlt.common.configuration.exceptions import (
+    ConfigValueCannotBeCoercedException,
+    ValueNotSecretException,
+)
 
 from . import settings as S
 from .exceptions import ConfigurationError
@@ -45,6 +53,7 @@ class ValidatedOptions:
     ca_bundle: Optional[str]
     max_requests_per_second: Optional[float]
     privacy: Privacy = Privacy()  # hash_columns, exclude_columns (privacy.py); holds the key
+    history: str = S.DEFAULT_HISTORY  # "scd2": also keep <resource>_history (history.py)
 
 
 def is_loopback(host: str) -> bool:
@@ -286,3 +295,28 @@ def unknown_settings(known: Collection[str], allowed_sections: Collection[str] =
         hint = f"did you mean `{close[0]}`?" if close else f"the settings are: {', '.join(known)}."
         messages.append(f"Unknown Rackwave setting `{key}` ({where}) is ignored: {hint}")
     return messages
+
+
+SECRET_SETTINGS = ("client_id", "client_secret", "hash_key")  # never echoed in a message
+
+
+@contextmanager
+def readable_setting_errors() -> Iterator[None]:
+    """Turns dlt's errors on reading a setting into a :class:`ConfigurationError` naming the
+    setting and what it takes: a value that is not of the setting's type
+    (``SOURCES__RACKWAVE__PER_PAGE=abc``), or a secret kept where dlt refuses secrets."""
+    try:
+        yield
+    except ConfigValueCannotBeCoercedException as exc:
+        shown = "its value" if exc.field_name in SECRET_SETTINGS else repr(exc.field_value)
+        raise ConfigurationError(
+            exc.field_name, f"{shown} cannot be read as its type",
+            f"It takes {S.SETTINGS.get(exc.field_name, str(exc.hint))}.",
+        ) from None
+    except ValueNotSecretException as exc:
+        setting = str(exc.key).rsplit(".", 1)[-1]
+        raise ConfigurationError(
+            setting, f"it is in {exc.provider_name}, which dlt does not let hold secrets",
+            f"Move it to .dlt/secrets.toml under [sources.{S.SOURCE_NAME}] or to the "
+            f"environment variable SOURCES__{S.SOURCE_NAME.upper()}__{setting.upper()}.",
+        ) from None

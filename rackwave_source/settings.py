@@ -121,6 +121,15 @@ ARROW_BATCH_ROWS = 20_000
 # One row per resource per completed run, in the dataset beside the data (run_history.py).
 RUNS_TABLE = "rackwave_runs"
 
+# history = "scd2": each resource also keeps ``<resource>_history``, every observed version of a
+# record with dlt's scd2 validity columns (history.py); "off" keeps the current state only.
+HISTORY_MODES: Tuple[str, ...] = ("off", "scd2")
+DEFAULT_HISTORY = "off"
+HISTORY_SUFFIX = "_history"
+# The content hash of a version (every field of the record, dlt's and ours excluded): dlt's scd2
+# row version. Computed here, as dlt adds no row hash to Arrow items.
+HISTORY_ROW_HASH = "_rackwave_row_hash"
+
 # HTTP: connect/read timeout in seconds (dlt's [runtime] request_timeout overrides it).
 REQUEST_TIMEOUT_S = 60.0
 # Assumed (the reference documents 429 + Retry-After but no quota): how long in total a single
@@ -155,6 +164,11 @@ SETTINGS: Dict[str, str] = {
     "hash_normalization": "email, trim or none",
     "exclude_columns": 'a list of column names, e.g. ["phone"]',
     "schema_contract": "evolve or freeze",
+    "history": "off or scd2",
+    "push_concurrency": "a whole number from 1 to 64",
+    "push_batch_size": "a whole number from 1 to 10000",
+    "push_phone_separators": "the characters removed from a phone number before it is checked",
+    "push_journal": "the path of the push journal file (SQLite)",
 }
 
 # Hosts that may be reached over plain HTTP (the sandbox, local tests). Anything else needs HTTPS.
@@ -194,3 +208,39 @@ RESOURCE_NAMES: Tuple[str, ...] = tuple(spec.name for spec in RESOURCES)
 # not load them again (a run with nothing new then writes nothing). More than this many records
 # sharing one created_at are not listed: the next run merges them again, as it always may.
 MAX_CURSOR_IDS = 1000
+
+
+# ---- Reverse ETL: ``rackwave push leads`` (POST /leads) -------------------------------------
+# Documented body fields of POST /leads; ``status`` is in the documented example body only.
+PUSH_FIELDS: Tuple[str, ...] = ("name", "email", "phone", "company", "source", "status", "tags")
+PUSH_REQUIRED: Tuple[str, ...] = ("name", "email")  # documented
+LEAD_SOURCES: Tuple[str, ...] = ("api", "website", "referral", "manual")  # documented
+E164_PATTERN = r"^\+[1-9]\d{1,14}$"  # documented: E.164
+# Assumed: an address is something@domain.tld with no spaces (the API's own check may be
+# stricter: its 422 then rejects the row, with its message).
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# Assumed: the documented example writes "+44 7700 900000"; these characters are removed before
+# the E.164 check, so a warehouse's formatted numbers still go. "" sends numbers as they are.
+DEFAULT_PUSH_PHONE_SEPARATORS = " -.()"
+# Rows sent at once; each POST is one request of the shared rate budget (see throttle.py).
+DEFAULT_PUSH_CONCURRENCY = 16
+# Rows per call of the destination: dlt records progress after each call, so a killed push
+# resends at most one batch's unfinished rows (the journal keeps that exact).
+DEFAULT_PUSH_BATCH_SIZE = 500
+MAX_PUSH_BATCH_SIZE = 10_000
+# The journal: one SQLite file per account under dlt's data folder (DLT_DATA_DIR, ~/.dlt).
+PUSH_JOURNAL_FOLDER = "rackwave_push"
+# The outcomes a pushed row ends with, and the warehouse table that logs them.
+PUSH_OUTCOMES: Tuple[str, ...] = ("created", "existing", "rejected")
+PUSH_LOG_TABLE = "rackwave_push_log"
+PUSH_TABLE = "leads"  # the destination's table name (``pipeline.run(rows, table_name="leads")``)
+PUSH_LOG_COLUMNS: TColumns = {
+    "row_key": {"data_type": "text", "nullable": False},  # the email lower-cased, or row:<hash>
+    "email": {"data_type": "text"},
+    "status": {"data_type": "text", "nullable": False},
+    "lead_id": {"data_type": "text"},
+    "errors": {"data_type": "text"},  # JSON: {"field": ["message", ...]}
+    "content_hash": {"data_type": "text", "nullable": False},
+    "pushed_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
+    "load_id": {"data_type": "text"},  # the push's load package
+}

@@ -6,10 +6,6 @@ import logging
 from typing import Any, List, Optional, Sequence
 
 import dlt
-from dlt.common.configuration.exceptions import (
-    ConfigValueCannotBeCoercedException,
-    ValueNotSecretException,
-)
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
@@ -20,6 +16,7 @@ from .options import (
     ValidatedOptions,
     parse_duration,
     parse_timestamp,
+    readable_setting_errors,
     require_secret,
     resolve_base_url,
     unknown_settings,
@@ -37,7 +34,6 @@ from .progress import Progress
 from .resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
-SECRET_SETTINGS = ("client_id", "client_secret")  # never echoed in a message
 logger = logging.getLogger("rackwave_source")
 
 
@@ -54,21 +50,8 @@ def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
     pipeline = active_pipeline()
     if pipeline is not None:  # ``pipeline.run(rackwave_source())``: made before the source
         prepare_resume(pipeline)
-    try:
+    with readable_setting_errors():
         return _rackwave_source(*args, **kwargs)
-    except ConfigValueCannotBeCoercedException as exc:
-        shown = "its value" if exc.field_name in SECRET_SETTINGS else repr(exc.field_value)
-        raise ConfigurationError(
-            exc.field_name, f"{shown} cannot be read as its type",
-            f"It takes {S.SETTINGS.get(exc.field_name, str(exc.hint))}.",
-        ) from None
-    except ValueNotSecretException as exc:
-        setting = str(exc.key).rsplit(".", 1)[-1]
-        raise ConfigurationError(
-            setting, f"it is in {exc.provider_name}, which dlt does not let hold secrets",
-            f"Move it to .dlt/secrets.toml under [sources.{S.SOURCE_NAME}] or to the "
-            f"environment variable SOURCES__{S.SOURCE_NAME.upper()}__{setting.upper()}.",
-        ) from None
 
 
 @dlt.source(name=S.SOURCE_NAME, section=S.SOURCE_NAME)
@@ -97,6 +80,7 @@ def _rackwave_source(
     hash_key: Optional[TSecretStrValue] = None,
     hash_normalization: str = S.DEFAULT_HASH_NORMALIZATION,
     exclude_columns: Optional[List[str]] = None,
+    history: str = S.DEFAULT_HISTORY,
     progress: Optional[Progress] = None,  # no config field: dlt skips a parameter of this type
 ) -> Sequence[DltResource]:
     """Rackwave leads and contacts, loaded incrementally and merged on ``id``.
@@ -133,6 +117,8 @@ def _rackwave_source(
         hash_normalization: ``email`` (emails trimmed and lower-cased, other values trimmed),
             ``trim`` or ``none``: what is done to a value before it is hashed.
         exclude_columns: Columns never loaded.
+        history: ``scd2``: also keep ``<resource>_history``, every observed version of a
+            record with dlt's validity columns (``history.py``); ``off`` (default): don't.
         progress: An object told of each resource's pages and phases (``progress.Progress``),
             not a setting; by default the running pipeline's collector when it is one.
     """
@@ -161,6 +147,7 @@ def _rackwave_source(
         max_requests_per_second=validate_rate(max_requests_per_second),
         ca_bundle=validate_ca_bundle(ca_bundle),
         privacy=validate_privacy(hash_columns, hash_key, exclude_columns, hash_normalization),
+        history=validate_choice("history", history, S.HISTORY_MODES) or S.DEFAULT_HISTORY,
     )
     client = RackwaveClient(
         config.base_url,

@@ -1,0 +1,166 @@
+"""Sending rows to ``POST /leads`` exactly once.
+
+A create-only API makes "exactly once" a matter of telling, after any failure, whether the lead
+exists. Rackwave keeps email unique, so the rule is short (``_send``):
+
+* every row is written to the journal as pending before its request leaves;
+* 2xx: created, with the id the API returns;
+* 422 on email only: the email is taken. The ``search`` parameter finds the lead's id. If an
+  earlier attempt may have reached the server (a 5xx, a connection lost after sending, or a
+  pending mark left by a killed push), that lead is the one we created; otherwise it existed;
+* any other 422 or a 400: rejected, with the API's field errors; 401 after a renewed token,
+  403, 404: the push stops (credentials or URL are wrong, no row is to blame).
+
+Rows are sent concurrently, through the client's shared throttle (the rate budget and token of
+the source), by a short-lived thread pool per batch. The first error stops the batch's other
+rows before they send; their journal entries stay as they were, so a rerun is exact.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from . import settings as S
+from .client import Answer, RackwaveClient
+from .exceptions import api_error_for
+from .push_journal import Outcome, PushJournal
+from .push_rows import FieldErrors, PushRow, prepare_row
+
+#: the count of rows that already had an outcome standing, so nothing was sent for them
+UNCHANGED = "unchanged"
+
+
+class LeadPusher:
+    """Pushes batches of rows; ``counts`` tells what became of them (outcomes and lookups)."""
+
+    def __init__(self, client: RackwaveClient, journal: PushJournal, concurrency: int,
+                 phone_separators: str) -> None:
+        self.client = client
+        self.journal = journal
+        self.concurrency = concurrency
+        self.phone_separators = phone_separators
+        self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def push(self, items: Iterable[Mapping[str, Any]], load_id: Optional[str]) -> None:
+        """Pushes one batch: every row ends with an outcome in the journal, or an error is
+        raised with the rows not reached left pending or untouched for the next attempt."""
+        to_send: List[PushRow] = []
+        for row in self.plan(items):
+            if self.journal.settled(row) is not None:
+                self._count(UNCHANGED)
+            elif not row.valid:
+                self._record(self.journal.finish(row, "rejected", None, row.errors, load_id))
+            else:
+                to_send.append(row)
+        if not to_send:
+            return
+        self._stop.clear()
+        with ThreadPoolExecutor(min(self.concurrency, len(to_send)),
+                                thread_name_prefix="rackwave-push") as pool:
+            futures = [pool.submit(self._send, row, load_id) for row in to_send]
+        errors = [f.exception() for f in futures if f.exception() is not None]
+        if errors:
+            raise errors[0]  # type: ignore[misc]
+
+    def plan(self, items: Iterable[Mapping[str, Any]]) -> List[PushRow]:
+        """The batch's rows, checked; a key seen twice keeps its first row (one lead per email:
+        the second would only find the first one taken)."""
+        rows: Dict[str, PushRow] = {}
+        for item in items:
+            row = prepare_row(item, self.phone_separators)
+            if row.key in rows:
+                self._count("duplicates")
+            else:
+                rows[row.key] = row
+        return list(rows.values())
+
+    def _send(self, row: PushRow, load_id: Optional[str]) -> None:
+        if self._stop.is_set():
+            return  # another row failed: leave this one for the next attempt
+        try:
+            earlier = self.journal.begin(row, load_id)
+            answer = self.client.post(S.LEADS_PATH, row.body)
+            self._record(self._settle(row, answer, earlier > 0, load_id))
+        except BaseException:
+            self._stop.set()
+            raise
+
+    def _settle(self, row: PushRow, answer: Answer, tried_before: bool,
+                load_id: Optional[str]) -> Outcome:
+        """Turns the final answer into the row's outcome (see the module's rules)."""
+        maybe_ours = tried_before or answer.uncertain
+        if 200 <= answer.status < 300:
+            lead_id = _created_id(answer.body) or self.find_lead_id(row)
+            return self.journal.finish(row, "created", lead_id, None, load_id)
+        errors = _field_errors(answer.body)
+        if answer.status == 422 and set(errors) == {"email"}:
+            lead_id = self.find_lead_id(row)
+            if lead_id is not None:
+                status = "created" if maybe_ours else "existing"
+                return self.journal.finish(row, status, lead_id, None, load_id)
+        if answer.status in (400, 422):
+            return self.journal.finish(row, "rejected", None, errors, load_id)
+        raise api_error_for(self.client.base_url + S.LEADS_PATH, answer.status, answer.body, "")
+
+    def find_lead_id(self, row: PushRow) -> Optional[str]:
+        """The id of the lead with ``row``'s email, through the documented ``search`` (a full-text
+        match: the email must be equal, ignoring case); None when no lead has it."""
+        wanted = row.key
+        page, last_page = 1, 1
+        while page <= last_page:
+            self._count("lookups")
+            body = self.client.get(S.LEADS_PATH, {S.SEARCH_PARAM: row.email, "page": page,
+                                                  "per_page": S.MAX_PER_PAGE})
+            for lead in body.get("data") or []:
+                email = lead.get("email") if isinstance(lead, dict) else None
+                if isinstance(email, str) and email.strip().lower() == wanted:
+                    return str(lead.get("id"))
+            meta = body.get("meta") or {}
+            last_page = int(meta.get("last_page") or page)
+            page += 1
+        return None
+
+    def _record(self, outcome: Outcome) -> None:
+        self._count(outcome.status)
+
+    def _count(self, what: str) -> None:
+        with self._counts_lock:
+            self.counts[what] += 1
+
+
+def _created_id(body: Any) -> Optional[str]:
+    data = body.get("data") if isinstance(body, dict) else None
+    lead_id = data.get("id") if isinstance(data, dict) else None
+    return lead_id if isinstance(lead_id, str) and lead_id else None
+
+
+def _field_errors(body: Any) -> FieldErrors:
+    """The documented error shape's ``errors`` (field to messages); the message alone when the
+    API sent no field errors."""
+    if not isinstance(body, dict):
+        return {"request": ["The API refused the row without a readable reason."]}
+    errors = body.get("errors")
+    if isinstance(errors, dict) and errors:
+        return {str(k): [str(m) for m in (v if isinstance(v, list) else [v])]
+                for k, v in errors.items()}
+    return {"request": [str(body.get("message") or "The API refused the row.")]}
+
+
+def outcome_counts(counts: Mapping[str, int]) -> Dict[str, int]:
+    """The counts a summary shows, every outcome present (0 when none)."""
+    return {name: int(counts.get(name, 0)) for name in (*S.PUSH_OUTCOMES, UNCHANGED)}
+
+
+def settled_rows(journal: PushJournal, rows: Sequence[PushRow]) -> Dict[str, Outcome]:
+    """The outcomes standing for ``rows``, by key."""
+    found = {}
+    for row in rows:
+        outcome = journal.settled(row)
+        if outcome is not None:
+            found[row.key] = outcome
+    return found
