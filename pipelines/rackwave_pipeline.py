@@ -336,6 +336,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from pipelines.check import check_main
 
         return check_main(arguments[1:])
+    if arguments[:1] == ["dbt"]:  # `rackwave dbt`: the dbt project on the loaded warehouse
+        from pipelines.dbt_command import dbt_main
+
+        return dbt_main(arguments[1:])
     if arguments[:1] == ["push"]:  # `rackwave push leads`: reverse ETL (pipelines/push.py)
         from pipelines.push import push_main
 
