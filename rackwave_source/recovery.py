@@ -22,6 +22,9 @@ the ``rackwave`` command:
 * **Rows appended by a job run twice**: dlt's state table and the quarantine have no key to
   merge on; their rows of the resumed load are removed before it runs again
   (``forget_started_appends``).
+* **Versions staged by a history job run twice**: dlt's scd2 merge inserts every staged row, so
+  the staged versions of a history job that was running are removed by row hash before it runs
+  again (``history.unstage_started_versions``); the history table itself is never touched.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ def prepare_resume(pipeline: Any) -> None:
         unstage_started_jobs(pipeline)
     if kind in SQL_DESTINATIONS:
         forget_started_appends(pipeline)
+        from .history import unstage_started_versions  # imports scan.py, which imports us
+
+        unstage_started_versions(pipeline, _interrupted_jobs(pipeline))  # history tables
 
 
 def finish_normalize_commit(pipeline: Any) -> int:

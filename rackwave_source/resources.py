@@ -23,6 +23,8 @@ from .decode import PageReader
 from .deletions import DeletionCounts, Reconciliation, deleted_at_column, reconcile
 from .endpoint import ListEndpoint
 from .exceptions import ConfigurationError
+from .history import Versions
+from .history import declare as declare_history
 from .options import ValidatedOptions
 from .privacy import check_state
 from .quarantine import QUARANTINE_TABLE, quarantine_item
@@ -46,11 +48,14 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     account's tables exist, with their columns, before their first record (see
     ``arrow_shape.empty_table``); later runs with nothing new yield no rows at all.
     """
+    destination = destination_kind()
+    versions = Versions.of(spec.name, options, destination)  # refuses before reading anything
     run = ScanRun(dlt.current.resource_state(), options, spec.name)
     check_state(run.state, options.privacy, spec.name, loaded=not run.first_run)  # privacy.py
     flag = options.deleted_records == "flag"
-    destination = destination_kind()
     yield _hints(spec, destination, flag)
+    json_text = _writes_csv_json(destination)
+    yield from versions.start(run.plan.full_scan, _Batches(json_text, versions.table))
     replacing = _replaces(spec.name, destination, run)
     if replacing:
         yield dlt.mark.with_hints([], dlt.mark.make_hints(
@@ -61,21 +66,25 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     loaded = run.loaded_at_cursor()
     if loaded is not None:
         scan.skip_loaded(*loaded)  # loaded by an earlier run: a run with nothing new loads nothing
-    batch = _Batches(_writes_csv_json(destination))
+    batch = _Batches(json_text)
     fresh = NewRows(run.previous_cursor)
     for kept in scan.pages():
         if kept.rejected:
             yield quarantine_item(kept.rejected, run.started_at)
         fresh.add(kept.records)
         yield from batch.add(kept.records)
+        yield from versions.add(kept.records)  # <resource>_history (history.py)
     deletions = DeletionCounts()
     if run.plan.full_scan:
         how = Reconciliation(flag, replacing, run.started_at, options.concurrency)
         for table in reconcile(endpoint, scan, spec.lookup_fields, how, deletions):
             yield from batch.add(table)
+            yield from versions.add_reconciled(table)
+        yield from versions.add_undecided(scan, deletions)
     scan.finished()  # deletion lookups included; not reached when the run fails
     yield from batch.flush(empty_table(spec.columns, deleted_at_column(flag)) if run.first_run
                            else None)  # the table exists: a run with nothing new writes no file
+    yield from versions.flush()
     http_after = client.stats(spec.path)
     flagged = deletions.confirmed if flag else 0  # each confirmed deletion is flagged now
     record = run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after},
@@ -138,10 +147,11 @@ class _Batches:
     """Page tables gathered into dlt items (``ArrowBatch``); a first run with no record at all
     yields one empty table, so the table exists with its columns."""
 
-    def __init__(self, json_text: bool) -> None:
+    def __init__(self, json_text: bool, variant: Optional[str] = None) -> None:
         self._batch = ArrowBatch()
         self._yielded = False
         self._json_text = json_text
+        self._variant = variant  # another table of the resource, e.g. its history
 
     def add(self, table: pa.Table) -> Iterator[Any]:
         if table.num_rows:
@@ -159,9 +169,12 @@ class _Batches:
 
     def _item(self, table: pa.Table) -> Any:
         table = _with_load_id(table)
-        if not self._json_text:
-            return table
-        table, hints = json_as_text(table)
+        hints: TColumns = {}
+        if self._json_text:
+            table, hints = json_as_text(table)
+        if self._variant is not None:
+            return dlt.mark.with_hints(table, dlt.mark.make_hints(
+                table_name=self._variant, columns=hints or None), create_table_variant=True)
         return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=hints)) if hints else table
 
 
@@ -247,6 +260,8 @@ def make_resource(spec: S.ResourceSpec, client: RackwaveClient, options: Validat
     declare_run_history(resource)
     resource.apply_hints(table_name=QUARANTINE_TABLE, create_table_variant=True,
                          write_disposition="append", columns=QUARANTINE_COLUMNS)
+    if options.history == "scd2":
+        declare_history(resource, spec.columns)
     resource.apply_hints(primary_key=S.PRIMARY_KEY, write_disposition="merge",
                          columns={**spec.columns, **LOAD_ID_COLUMN})
     return resource
