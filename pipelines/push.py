@@ -26,6 +26,7 @@ import traceback
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from rackwave_source import settings as S
@@ -41,6 +42,7 @@ from pipelines.rackwave_pipeline import (
     DEFAULT_DUCKDB_FILE,
     DEFAULT_PIPELINE,
     finish_interrupted_load,
+    missing_credentials,
     name_and_folder,
     own_duckdb_file,
     remember_duckdb_file,
@@ -114,7 +116,10 @@ def push_pipeline_name(args: argparse.Namespace) -> str:
 def run_push(args: argparse.Namespace) -> Dict[str, Any]:
     """Steps 1-5 of the module; returns the summary."""
     overrides = {"base_url": args.base_url} if args.base_url else {}
-    target = push_target(**overrides)  # settings and credentials checked before anything else
+    try:  # settings and credentials checked before anything else
+        target = push_target(**overrides)
+    except ConfigFieldMissingException as exc:
+        raise missing_credentials(exc) from None
     try:
         warehouse = warehouse_pipeline(args)
         seeded = seed_journal(warehouse, target.journal)

@@ -9,11 +9,11 @@ from typing import Any, Dict, List
 
 import dlt
 from dlt.common.json import json
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from rackwave_source import settings as S
 from rackwave_source.exceptions import ConfigurationError
 from rackwave_source.push_journal import Outcome, PushJournal
-from rackwave_source.warehouse import table_exists
 
 Rows = List[Dict[str, Any]]
 _LOG_COLUMNS = ("row_key", "email", "status", "lead_id", "errors", "content_hash", "pushed_at",
@@ -64,12 +64,13 @@ def read_file(path: str) -> Rows:
 def seed_journal(pipeline: dlt.Pipeline, journal: PushJournal) -> int:
     """Puts the warehouse's push log into the journal where the journal does not know a row
     (another machine pushed, or this machine's journal was lost); returns how many."""
-    if not table_exists(pipeline, S.PUSH_LOG_TABLE):
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(S.PUSH_LOG_TABLE)
+            with client.execute_query(f"SELECT {', '.join(_LOG_COLUMNS)} FROM {table}") as cursor:
+                rows = cursor.fetchall()
+    except DatabaseUndefinedRelation:  # no push yet on this warehouse (or no dataset at all)
         return 0
-    with pipeline.sql_client() as client:
-        table = client.make_qualified_table_name(S.PUSH_LOG_TABLE)
-        with client.execute_query(f"SELECT {', '.join(_LOG_COLUMNS)} FROM {table}") as cursor:
-            rows = cursor.fetchall()
     return journal.seed(_outcome(row) for row in rows)
 
 

@@ -187,14 +187,18 @@ def validated_source(kwargs: Dict[str, Any], selected: List[str]) -> DltSource:
     try:
         return rackwave_source(**kwargs).with_resources(*selected)
     except ConfigFieldMissingException as exc:
-        missing = ", ".join(exc.fields) or "a setting"
-        raise ConfigurationError(
-            missing,
-            "it is missing",
-            "Put client_id and client_secret in .dlt/secrets.toml under [sources.rackwave], or "
-            "set SOURCES__RACKWAVE__CLIENT_ID and SOURCES__RACKWAVE__CLIENT_SECRET "
-            "(or try the local demo: rackwave --sandbox).",
-        ) from None
+        raise missing_credentials(exc) from None
+
+
+def missing_credentials(exc: ConfigFieldMissingException) -> ConfigurationError:
+    """What to do when dlt found no value for a setting the source or the push needs."""
+    return ConfigurationError(
+        ", ".join(exc.fields) or "a setting",
+        "it is missing",
+        "Put client_id and client_secret in .dlt/secrets.toml under [sources.rackwave], or "
+        "set SOURCES__RACKWAVE__CLIENT_ID and SOURCES__RACKWAVE__CLIENT_SECRET "
+        "(or try the local demo: rackwave --sandbox).",
+    )
 
 
 def run_pipeline(

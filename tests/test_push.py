@@ -1,0 +1,299 @@
+"""`rackwave push leads`: warehouse rows become Rackwave leads exactly once, whatever fails.
+
+Each story puts rows in a real warehouse table (DuckDB file, or the suite's Postgres), pushes them
+with the command (in this process, or as a killed and restarted subprocess) or with a user's own
+dlt code, then compares the sandbox's leads with the rows and reads ``rackwave_push_log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import duckdb
+import pytest
+
+from pipelines.rackwave_pipeline import main
+from support import REPO, command_environment
+from warehouses import PostgresWarehouse
+
+CREDENTIALS = {"SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",
+               "SOURCES__RACKWAVE__CLIENT_SECRET": "sk_test_sandbox",
+               # retries without the production backoff, so fault stories stay quick
+               "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.01"}
+TABLE = "rackwave.to_push"
+QUERY = f"SELECT name, email, phone, source, tags, score FROM {TABLE}"
+
+
+def new_leads(count: int, prefix: str = "new") -> List[Dict[str, Any]]:
+    return [{"name": f"Pushed Person {i}", "email": f"{prefix}.person{i}@push.example",
+             "phone": f"+44 7700 9{i:05d}", "source": "referral", "tags": ["scored", f"t{i % 3}"],
+             "score": i} for i in range(count)]
+
+
+def write_duckdb_rows(path: Path, rows: List[Dict[str, Any]]) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA IF NOT EXISTS rackwave")
+        con.execute(f"CREATE OR REPLACE TABLE {TABLE} (name VARCHAR, email VARCHAR, "
+                    "phone VARCHAR, source VARCHAR, tags VARCHAR[], score BIGINT)")
+        con.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                        [[r.get(k) for k in ("name", "email", "phone", "source", "tags", "score")]
+                         for r in rows])
+
+
+def push(server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+         *extra: str, env: Optional[Dict[str, str]] = None) -> Tuple[int, Dict[str, Any]]:
+    """Runs `rackwave push leads --json ...` in this process; returns its exit code and document."""
+    for name, value in {**CREDENTIALS, **(env or {})}.items():
+        monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    code = main(["push", "leads", "--base-url", server.base_url, "--json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def leads_by_email(server: Any) -> Dict[str, List[Dict[str, Any]]]:
+    found: Dict[str, List[Dict[str, Any]]] = {}
+    for lead in server.admin.records("leads"):
+        found.setdefault(lead["email"].lower(), []).append(lead)
+    return found
+
+
+def push_log(path: Path) -> Dict[str, Dict[str, Any]]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        cur = con.execute("SELECT * FROM rackwave.rackwave_push_log")
+        names = [d[0] for d in cur.description]
+        return {row[0]: dict(zip(names, row)) for row in cur.fetchall()}
+
+
+def posts(server: Any) -> int:
+    return int(server.admin.requests("POST /v1/leads"))
+
+
+def assert_each_pushed_once(server: Any, rows: List[Dict[str, Any]], log: Dict[str, Any],
+                            status: str = "created") -> None:
+    """Every row is one lead in Rackwave, with the values sent, logged with that lead's id."""
+    leads = leads_by_email(server)
+    for row in rows:
+        key = row["email"].lower()
+        assert len(leads.get(key, [])) == 1, f"{key}: {len(leads.get(key, []))} leads"
+        lead = leads[key][0]
+        assert (lead["name"], lead["source"], lead["tags"]) == (row["name"], row["source"],
+                                                                row["tags"])
+        assert lead["phone"] == row["phone"].replace(" ", "")
+        assert log[key]["status"] == status and log[key]["lead_id"] == lead["id"]
+
+
+def test_a_push_creates_each_valid_row_once_rejects_the_rest_and_logs_every_outcome(
+        tmp_path, sandbox, monkeypatch, capsys):
+    taken = sandbox.admin.records("leads")[0]
+    valid = new_leads(12)
+    existing = {"name": "Someone Else", "email": taken["email"].upper(), "phone": None,
+                "source": "api", "tags": None, "score": 1}
+    ours_bad = {"name": "Bad Phone", "email": "bad.phone@push.example", "phone": "0770 900",
+                "source": "fax", "tags": None, "score": 2}
+    api_bad = {"name": "N" * 300, "email": "long.name@push.example", "phone": None,
+               "source": "api", "tags": None, "score": 3}
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", [*valid, existing, ours_bad, api_bad])
+
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY)
+
+    assert code == 0, report
+    assert report["outcomes"] == {"created": 12, "existing": 1, "rejected": 2,
+                                                "unchanged": 0}
+    log = push_log(tmp_path / "rackwave_data.duckdb")
+    assert_each_pushed_once(sandbox, valid, log)
+    assert log[taken["email"].lower()]["lead_id"] == taken["id"]
+    assert log[taken["email"].lower()]["status"] == "existing"
+    assert json.loads(log["bad.phone@push.example"]["errors"]).keys() == {"phone", "source"}
+    assert json.loads(log["long.name@push.example"]["errors"]).keys() == {"name"}  # the API's 422
+    assert "long.name@push.example" not in leads_by_email(sandbox)
+    assert report["ignored_columns"] == ["score"]
+    # one POST per valid row (the invalid one sent no request), one lookup for the taken email
+    assert posts(sandbox) == 14 and report["lookups"] == 1
+
+
+def test_pushing_the_same_rows_again_sends_nothing(tmp_path, sandbox, monkeypatch, capsys):
+    rows = new_leads(5)
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+    push(sandbox, monkeypatch, capsys, "--query", QUERY)
+    before = posts(sandbox)
+
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY)
+
+    assert code == 0 and posts(sandbox) == before
+    assert report["outcomes"]["unchanged"] == 5 and report["requests"] == 0
+    assert_each_pushed_once(sandbox, rows, push_log(tmp_path / "rackwave_data.duckdb"))
+
+
+def test_a_new_machine_sends_nothing_twice_either(tmp_path, sandbox, monkeypatch, capsys):
+    """The journal is lost (a fresh CI runner): the warehouse's push log stands in for it."""
+    rows = new_leads(4)
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+    push(sandbox, monkeypatch, capsys, "--query", QUERY)
+    before = posts(sandbox)
+
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY,
+                        env={"DLT_DATA_DIR": str(tmp_path / "another-machine")})
+
+    assert code == 0 and report["seeded_from_log"] == 4 and posts(sandbox) == before
+    assert_each_pushed_once(sandbox, rows, push_log(tmp_path / "rackwave_data.duckdb"))
+
+
+def test_a_rejected_row_is_sent_again_only_once_it_changed(tmp_path, sandbox, monkeypatch,
+                                                           capsys):
+    row = {**new_leads(1)[0], "phone": "not a phone"}
+    path = tmp_path / "rackwave_data.duckdb"
+    write_duckdb_rows(path, [row])
+    assert push(sandbox, monkeypatch, capsys, "--query", QUERY)[1]["outcomes"]["rejected"] == 1
+    assert push(sandbox, monkeypatch, capsys, "--query", QUERY)[1]["outcomes"]["unchanged"] == 1
+    assert posts(sandbox) == 0
+
+    fixed = {**row, "phone": "+447700900123"}
+    write_duckdb_rows(path, [fixed])
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY)
+
+    assert code == 0 and report["outcomes"]["created"] == 1
+    assert_each_pushed_once(sandbox, [fixed], push_log(path))
+
+
+@pytest.mark.parametrize("kind", ["500", "500_after", "drop", "drop_after", "429"])
+def test_a_fault_on_create_still_gives_each_row_exactly_once(kind, tmp_path, sandbox, monkeypatch,
+                                                             capsys):
+    """A 500 before the lead is stored, a 500 or a lost connection after it is stored, a 429:
+    each row is one lead, logged as created with its id (a taken email after a lost answer is
+    the lead we created)."""
+    rows = new_leads(10)
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+    sandbox.admin.add_faults([{"kind": kind, "method": "POST", "path": "/v1/leads", "count": 3,
+                               "after": 2, "retry_after": 0}])
+
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY)
+
+    assert code == 0 and report["outcomes"]["created"] == 10
+    assert_each_pushed_once(sandbox, rows, push_log(tmp_path / "rackwave_data.duckdb"))
+    stored_then_lost = kind.endswith("_after")
+    assert report["lookups"] == (3 if stored_then_lost else 0)
+    assert posts(sandbox) == 13  # each fault cost one more POST, and nothing else
+
+
+def test_a_killed_push_then_a_rerun_leaves_each_row_once_and_logged_as_created(
+        tmp_path, sandbox_factory):
+    server = sandbox_factory(leads=20, contacts=5, latency_ms=40)
+    rows = new_leads(240, prefix="killed")
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+    env = command_environment(tmp_path / "dlt-data", **CREDENTIALS,
+                              SOURCES__RACKWAVE__PUSH_CONCURRENCY="4",
+                              SOURCES__RACKWAVE__PUSH_BATCH_SIZE="100")
+    command = [sys.executable, "-m", "pipelines.rackwave_pipeline", "push", "leads",
+               "--base-url", server.base_url, "--query", QUERY]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while posts(server) < 130 and time.monotonic() < deadline:  # mid-way through the 2nd batch
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 0 < posts(server) < 240
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=120)
+
+    assert rerun.returncode == 0, rerun.stderr
+    log = push_log(tmp_path / "rackwave_data.duckdb")
+    assert len(log) == 240
+    assert_each_pushed_once(server, rows, log)
+
+
+def test_a_dry_run_checks_every_row_and_sends_or_writes_nothing(tmp_path, sandbox, monkeypatch,
+                                                                capsys):
+    rows = [*new_leads(3), {**new_leads(1, "bad")[0], "email": "not-an-email"}]
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY, "--dry-run")
+
+    assert code == 0 and (report["would_send"], report["would_reject"]) == (3, 1)
+    assert report["rejects"][0]["errors"] == {
+        "email": ["The email field must be a valid email address."]}
+    assert sandbox.admin.requests("POST /v1/leads") == 0
+    with duckdb.connect(str(tmp_path / "rackwave_data.duckdb"), read_only=True) as con:
+        assert not con.execute("SELECT * FROM information_schema.tables "
+                               "WHERE table_name = 'rackwave_push_log'").fetchall()
+
+
+def test_rows_from_a_csv_file_keep_phones_as_text_and_read_tags_as_json(tmp_path, sandbox,
+                                                                        monkeypatch, capsys):
+    csv = tmp_path / "leads.csv"
+    csv.write_text('name,email,phone,source,tags\n'
+                   'Csv Person,csv.person@push.example,+447700900555,website,"[""a"",""b""]"\n')
+
+    code, report = push(sandbox, monkeypatch, capsys, "--from-file", str(csv))
+
+    assert code == 0 and report["outcomes"]["created"] == 1
+    lead = leads_by_email(sandbox)["csv.person@push.example"][0]
+    assert (lead["phone"], lead["tags"], lead["source"]) == ("+447700900555", ["a", "b"], "website")
+
+
+def test_bad_input_is_named_before_anything_is_sent(tmp_path, sandbox, monkeypatch, capsys):
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", new_leads(1))
+    code, report = push(sandbox, monkeypatch, capsys, "--query", "SELECT * FROM no_such_table")
+    assert code == 2 and "--query" in report["error"] and "no_such_table" in report["error"]
+    code, report = push(sandbox, monkeypatch, capsys, "--from-file", "missing.csv")
+    assert code == 2 and "missing.csv is not a file" in report["error"]
+    monkeypatch.delenv("SOURCES__RACKWAVE__CLIENT_SECRET")
+    capsys.readouterr()
+    code = main(["push", "leads", "--base-url", sandbox.base_url, "--json", "--query", QUERY])
+    assert code == 2 and "client_secret" in json.loads(capsys.readouterr().out)["error"]
+    assert posts(sandbox) == 0
+
+
+def test_a_users_own_dlt_pipeline_pushes_through_the_destination(tmp_path, sandbox, monkeypatch):
+    import dlt
+
+    from rackwave_source.push_destination import rackwave_push
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    rows = new_leads(6, prefix="python")
+    pipeline = dlt.pipeline("my_push", destination=rackwave_push(base_url=sandbox.base_url))
+
+    pipeline.run(rows, table_name="leads")
+    pipeline.run(rows, table_name="leads")  # the same rows again: nothing sent
+
+    leads = leads_by_email(sandbox)
+    assert all(len(leads[row["email"]]) == 1 for row in rows)
+    assert posts(sandbox) == 6
+    with pytest.raises(Exception, match='table_name="leads"'):
+        pipeline.run(rows, table_name="contacts")
+
+
+def test_the_push_log_lives_in_postgres_when_the_command_loads_postgres(
+        tmp_path, sandbox, monkeypatch, capsys, postgres_server):
+    import psycopg2
+
+    rows = new_leads(3, prefix="pg")
+    with postgres_server.database() as dsn:
+        warehouse = PostgresWarehouse(dsn)
+        with psycopg2.connect(dsn) as con, con.cursor() as cur:
+            cur.execute("CREATE SCHEMA rackwave; CREATE TABLE rackwave.to_push (name text, "
+                        "email text, phone text, source text, tags text[], score bigint)")
+            for r in rows:
+                cur.execute("INSERT INTO rackwave.to_push VALUES (%s, %s, %s, %s, %s, %s)",
+                            [r["name"], r["email"], r["phone"], r["source"], r["tags"], r["score"]])
+
+        code, report = push(sandbox, monkeypatch, capsys, "--destination", "postgres",
+                            "--query", QUERY, env=warehouse.settings())
+
+        assert code == 0 and report["outcomes"]["created"] == 3
+        _, logged = warehouse.query("SELECT row_key, status, lead_id FROM "
+                                    "rackwave.rackwave_push_log")
+        leads = leads_by_email(sandbox)
+        assert sorted(logged) == sorted((r["email"], "created", leads[r["email"]][0]["id"])
+                                        for r in rows)
+        assert Counter(r[1] for r in logged) == {"created": 3}
