@@ -338,20 +338,21 @@ def _check_lookups(hashed: Sequence[str], excluded: Sequence[str],
 
 
 def _key(hashed: Sequence[str], key: Optional[str]) -> bytes:
-    """The key's UTF-8 bytes, as given (never echoed); none is needed when nothing is hashed."""
-    if not hashed:
+    """The key's UTF-8 bytes, as given (never echoed); none is needed when nothing is hashed,
+    but a key given is checked anyway (a blank one is a mistake either way)."""
+    if key is None and not hashed:
         return b""
-    if key is None or not str(key).strip():
+    if key is None:
         raise ConfigurationError(
             "hash_key", f"hash_columns lists {', '.join(hashed)} but no hash_key is set",
             "Put a secret of at least "
             f"{S.MIN_HASH_KEY_LENGTH} characters in .dlt/secrets.toml under [sources.rackwave] "
             "as hash_key, or in the environment variable SOURCES__RACKWAVE__HASH_KEY; keep it: "
             "the same key gives the same hashes.")
-    if len(str(key)) < S.MIN_HASH_KEY_LENGTH:
+    if len(str(key).strip()) < S.MIN_HASH_KEY_LENGTH:
         raise ConfigurationError(
             "hash_key", f"it is shorter than {S.MIN_HASH_KEY_LENGTH} characters",
             "Use a longer random secret (e.g. `python -c \"import secrets; "
             "print(secrets.token_hex(32))\"`): a short key can be guessed from one known value "
             "and its hash.")
-    return str(key).encode("utf-8")
+    return str(key).encode("utf-8") if hashed else b""

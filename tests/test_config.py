@@ -108,6 +108,8 @@ REFUSED = {
     "lead_status": "cold", "max_rate_limit_wait": "forever", "concurrency": 0,
     "max_requests_per_second": -5, "ca_bundle": "/nonexistent/ca.pem", "schema_contract": "loose",
     "client_id": " ", "client_secret": " ",
+    "hash_columns": "id", "exclude_columns": "created_at", "hash_normalization": "upper",
+    "hash_key": " ",
 }
 
 
