@@ -68,7 +68,7 @@ class DbtBuildFailed(RackwaveFatalError):
 class DbtOutcome:
     """What one dbt invocation did: counts per resource type, failures and warnings as lines."""
 
-    passed: Dict[str, int] = field(default_factory=dict)
+    passed: Dict[str, int] = field(default_factory=dict)  # warnings included
     failed: List[str] = field(default_factory=list)
     warned: List[str] = field(default_factory=list)
     skipped: int = 0
@@ -77,20 +77,24 @@ class DbtOutcome:
 
 # -- settings ---------------------------------------------------------------------------------
 def dbt_environment(destination: str, dataset: str, duckdb_file: Optional[str]) -> Dict[str, str]:
-    """The ``RACKWAVE_DBT_*`` values profiles.yml reads, for the warehouse the command loads.
-    Checked before dbt starts: a DuckDB file that does not exist is refused (dbt would create an
+    """The ``RACKWAVE_DBT_*`` values profiles.yml reads, for the warehouse the command loads
+    (``check_destination`` first). Checked before dbt starts: a DuckDB file that does not exist is refused (dbt would create an
     empty one), missing Postgres credentials name dlt's setting."""
-    if destination not in DBT_ADAPTERS:
-        raise ConfigurationError(
-            "--destination", f"rackwave dbt runs on {' and '.join(DBT_ADAPTERS)}, not {destination}",
-            "For another warehouse, install its dbt adapter, add a target for it to a copy of "
-            "dbt/profiles.yml and run `dbt build` (README, section dbt).")
     values = {TARGET_VAR: destination, DATASET_VAR: dataset}
     if destination == "duckdb":
         values[DUCKDB_FILE_VAR] = existing_duckdb_file(duckdb_file)
     else:
         values.update(postgres_values())
     return values
+
+
+def check_destination(destination: str) -> None:
+    """A warehouse profiles.yml has a target for."""
+    if destination not in DBT_ADAPTERS:
+        raise ConfigurationError(
+            "--destination", f"rackwave dbt runs on {' and '.join(DBT_ADAPTERS)}, not {destination}",
+            "For another warehouse, install its dbt adapter, add a target for it to a copy of "
+            "dbt/profiles.yml and run `dbt build` (README, section dbt).")
 
 
 def existing_duckdb_file(duckdb_path: Optional[str]) -> str:
@@ -176,12 +180,12 @@ def outcome_of(execution: Any) -> DbtOutcome:
             outcome.failed.append(line)
             message = str(node_result.message or "")
             outcome.missing_table |= any(word in message for word in MISSING_TABLE_WORDS)
-        elif status in WARNING_STATUSES:
-            outcome.warned.append(line)
         elif status == "skipped":
             outcome.skipped += 1
-        else:
+        else:  # passed, a warning included (listed too)
             outcome.passed[kind] = outcome.passed.get(kind, 0) + 1
+            if status in WARNING_STATUSES:
+                outcome.warned.append(line)
     return outcome
 
 
@@ -226,7 +230,8 @@ def build(runner: Any, folder: Path, extra: Sequence[str], load_hint: str) -> Db
 
 def summary(built: DbtOutcome, fresh: DbtOutcome) -> str:
     """The closing lines: what passed, and every warning (relationships, freshness)."""
-    counts = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}" for kind, n in built.passed.items())
+    counts = ", ".join(f"{n} {kind}{'s' if n != 1 else ''}"
+                       for kind, n in sorted(built.passed.items()))
     lines = [f"dbt build passed: {counts or 'nothing selected'}."]
     lines += [f"warning: {line}" for line in built.warned + fresh.warned]
     return "\n".join(lines)
@@ -260,8 +265,9 @@ def dbt_main(argv: Sequence[str]) -> int:
     extra = arguments[split + 1:]
     try:
         folder = project_dir(args.project_dir)
-        connection = dbt_environment(args.destination, args.dataset, args.duckdb_file)
+        check_destination(args.destination)
         runner = dbt_runner(args.destination)
+        connection = dbt_environment(args.destination, args.dataset, args.duckdb_file)
         os.environ.update(connection)  # read by profiles.yml's env_var(); this process ends next
         load_hint = (f"rackwave --destination {args.destination} --dataset {args.dataset}"
                      + (f" --duckdb-file {args.duckdb_file}" if args.duckdb_file else ""))
