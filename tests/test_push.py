@@ -297,3 +297,18 @@ def test_the_push_log_lives_in_postgres_when_the_command_loads_postgres(
         assert sorted(logged) == sorted((r["email"], "created", leads[r["email"]][0]["id"])
                                         for r in rows)
         assert Counter(r[1] for r in logged) == {"created": 3}
+
+
+def test_a_push_keeps_within_a_rate_limited_accounts_budget(tmp_path, sandbox_factory,
+                                                            monkeypatch, capsys):
+    """16 rows in flight against an account allowing 40 requests/s: the throttle learns the rate
+    from the first 429s, so few requests are refused and every row is still created once."""
+    server = sandbox_factory(leads=20, contacts=5, rate_limit=40)
+    rows = new_leads(120, prefix="limited")
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+
+    code, report = push(server, monkeypatch, capsys, "--query", QUERY)
+
+    assert code == 0 and report["outcomes"]["created"] == 120
+    assert_each_pushed_once(server, rows, push_log(tmp_path / "rackwave_data.duckdb"))
+    assert 0 < report["rate_limited"] <= 0.25 * report["requests"], report
