@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 from urllib.parse import urlsplit
 
 import pytest
@@ -195,3 +195,45 @@ def test_rackwave_dbt_on_postgres_builds_in_the_loaded_dataset_then_plain_dbt_to
         output = run(["dbt", "build", "--target", "postgres"], plain, REPO / "dbt")
         assert "Completed successfully" in output
         assert model_funnel(warehouse, "crm") == api_funnel(sandbox)
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def history_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tuple[Any, List[str]]]:
+    """A warehouse for the history story and the options that point the command at it."""
+    if request.param == "duckdb":
+        yield DuckDBWarehouse(tmp_path / "rackwave_data.duckdb"), []
+        return
+    with request.getfixturevalue("postgres_server").database() as dsn:
+        yield PostgresWarehouse(dsn), ["--destination", "postgres"]
+
+
+def test_with_history_the_funnel_counts_status_transitions_and_deletions(
+        sandbox, tmp_path, dbt_bin, history_warehouse):
+    warehouse, options = history_warehouse
+    environment = dbt_environment(tmp_path, dbt_bin, sandbox, SOURCES__RACKWAVE__HISTORY="scd2",
+                                  **warehouse.settings())
+    leads = sandbox.admin.records("leads")
+    first_seen = Counter(lead["status"] for lead in leads)
+    moved = next(lead for lead in leads if lead["status"] == "new")
+    gone = next(lead for lead in leads if lead["status"] == "won")
+    run(["rackwave", *options], environment, tmp_path)
+    for status in ("contacted", "qualified"):  # new -> contacted -> qualified, a load each
+        sandbox.admin.update("leads", moved["id"], status=status)
+        run(["rackwave", "--full-scan", *options], environment, tmp_path)
+    sandbox.admin.delete("leads", gone["id"])
+    run(["rackwave", "--full-scan", *options], environment, tmp_path)
+
+    output = run(["rackwave", "dbt", *options], environment, tmp_path)
+
+    assert "dbt build passed: 3 models, 18 tests." in output
+    rows = warehouse.query(f"SELECT status, sum(leads_entered), sum(leads_left) "
+                           f"FROM rackwave.{FUNNEL} GROUP BY status")[1]
+    entered = {status: int(n) for status, n, _ in rows}
+    left = {status: int(n) for status, _, n in rows}
+    # every lead entered its first status at the first load; then the moves and the deletion
+    assert entered == {s: first_seen[s] + (s in ("contacted", "qualified")) for s in STATUSES}
+    assert left == {s: int(s in ("new", "contacted", "won")) for s in STATUSES}
+    assert end_of_day(warehouse, "rackwave") == dict(
+        Counter(r["status"] for r in sandbox.admin.records("leads")))
+    basis = warehouse.query(f"SELECT DISTINCT funnel_basis FROM rackwave.{FUNNEL}")[1]
+    assert basis == [("status_history",)]
