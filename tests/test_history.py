@@ -64,7 +64,8 @@ def test_a_lead_through_status_changes_and_a_deletion(sandbox_factory, make_load
     assert len(first) == 40 and all(len(v) == 1 and v[0][3] is None for v in first.values())
     assert len(versions(loader, "contacts_history")) == 15
 
-    lead = server.admin.records("leads")[5]["id"]
+    lead = next(r["id"] for r in server.admin.records("leads")
+                if r["status"] not in ("contacted", "qualified", "won"))
     for status in ("contacted", "qualified", "won"):
         server.admin.update("leads", lead, status=status)
         loader.run(full_scan=True)
@@ -83,6 +84,30 @@ def test_a_lead_through_status_changes_and_a_deletion(sandbox_factory, make_load
     runs = loader.query(f"SELECT COUNT(*) FROM {DATASET}.rackwave_runs")[0][0]
     assert runs == 2 * 5
     assert {t.table for t in result.tables} >= {"leads", "contacts"}
+    assert_readme_queries_answer(loader, lead, [v[1] for v in history[lead]])
+
+
+def readme_queries() -> Dict[str, str]:
+    """The SQL blocks of README's History section, by their first comment line."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("\n## History\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```sql\n")[1:]]
+    return {b.splitlines()[0].lstrip("- ").strip(): b for b in blocks}
+
+
+def assert_readme_queries_answer(loader: Any, lead: str, statuses: List[str]) -> None:
+    """README's example queries run as printed and tell the lead's story."""
+    queries = readme_queries()
+    assert set(queries) == {"time in status per lead", "weekly status transitions",
+                            "deleted leads"}
+    times = {(r[0], r[1]): r[2] for r in loader.query(queries["time in status per lead"])
+             if r[0] == lead}
+    assert set(times) == {(lead, s) for s in statuses}
+    assert all(float(hours) > 0 for hours in times.values())
+    moves = loader.query(queries["weekly status transitions"])
+    assert sorted((r[1], r[2], r[3]) for r in moves) == sorted(
+        (a, b, 1) for a, b in zip(statuses, statuses[1:]))
+    assert [r[0] for r in loader.query(queries["deleted leads"])] == [lead]
 
 
 def test_an_incremental_run_adds_new_records_and_closes_nothing(sandbox_factory, make_loader):
