@@ -115,8 +115,10 @@ def test_rackwave_dbt_on_duckdb_models_the_live_records_of_a_flag_mode_load(
 
 
 def test_plain_dbt_build_with_the_shipped_profile_reads_the_demo_file(sandbox, tmp_path, dbt_bin):
-    """README: load, then `cd dbt && dbt build`; ../rackwave_data.duckdb, schema rackwave."""
-    environment = dbt_environment(tmp_path, dbt_bin, sandbox)
+    """README: load, then `cd dbt && dbt build`; ../rackwave_data.duckdb, schema rackwave. The
+    load left columns out (exclude_columns): the models keep them, NULL."""
+    environment = dbt_environment(tmp_path, dbt_bin, sandbox,
+                                  SOURCES__RACKWAVE__EXCLUDE_COLUMNS='["phone", "address"]')
     shutil.copytree(REPO / "dbt", tmp_path / "dbt",
                     ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
     run(["rackwave"], environment, tmp_path)
@@ -124,8 +126,11 @@ def test_plain_dbt_build_with_the_shipped_profile_reads_the_demo_file(sandbox, t
     output = run(["dbt", "build"], environment, tmp_path / "dbt")
 
     assert "Completed successfully" in output and "ERROR=0" in output
-    assert_models_equal_api(DuckDBWarehouse(tmp_path / "rackwave_data.duckdb"), sandbox,
-                            "rackwave")
+    warehouse = DuckDBWarehouse(tmp_path / "rackwave_data.duckdb")
+    assert_models_equal_api(warehouse, sandbox, "rackwave")
+    assert warehouse.query("SELECT count(phone), count(address_city), count(email) "
+                           "FROM rackwave.stg_rackwave__contacts")[1] == \
+        [(0, 0, len(sandbox.admin.ids("contacts")))]
 
 
 def test_a_failing_dbt_test_fails_rackwave_dbt_and_names_it(sandbox, tmp_path, dbt_bin):
