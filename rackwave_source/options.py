@@ -311,7 +311,7 @@ def readable_setting_errors() -> Iterator[None]:
         shown = "its value" if exc.field_name in SECRET_SETTINGS else repr(exc.field_value)
         raise ConfigurationError(
             exc.field_name, f"{shown} cannot be read as its type",
-            f"It takes {S.SETTINGS.get(exc.field_name, str(exc.hint))}.",
+            f"It takes {_takes(exc.field_name, exc.hint)}.",
         ) from None
     except ValueNotSecretException as exc:
         setting = str(exc.key).rsplit(".", 1)[-1]
@@ -320,3 +320,8 @@ def readable_setting_errors() -> Iterator[None]:
             f"Move it to .dlt/secrets.toml under [sources.{S.SOURCE_NAME}] or to the "
             f"environment variable SOURCES__{S.SOURCE_NAME.upper()}__{setting.upper()}.",
         ) from None
+
+
+def _takes(setting: str, hint: Any) -> str:
+    """What a setting accepts, in words (the source's settings and the push's)."""
+    return S.SETTINGS.get(setting) or S.PUSH_SETTINGS.get(setting) or str(hint)

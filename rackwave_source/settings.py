@@ -165,6 +165,9 @@ SETTINGS: Dict[str, str] = {
     "exclude_columns": 'a list of column names, e.g. ["phone"]',
     "schema_contract": "evolve or freeze",
     "history": "off or scd2",
+}
+# The settings only `rackwave push` reads (push_destination.py), from the same section.
+PUSH_SETTINGS: Dict[str, str] = {
     "push_concurrency": "a whole number from 1 to 64",
     "push_batch_size": "a whole number from 1 to 10000",
     "push_phone_separators": "the characters removed from a phone number before it is checked",

@@ -122,7 +122,7 @@ def _rackwave_source(
         progress: An object told of each resource's pages and phases (``progress.Progress``),
             not a setting; by default the running pipeline's collector when it is one.
     """
-    for message in unknown_settings(S.SETTINGS, S.RESOURCE_NAMES):
+    for message in unknown_settings({**S.SETTINGS, **S.PUSH_SETTINGS}, S.RESOURCE_NAMES):
         logger.warning(message)
     every = None
     if full_scan_every is not None and str(full_scan_every).strip().lower() not in _NEVER:

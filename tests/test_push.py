@@ -312,3 +312,15 @@ def test_a_push_keeps_within_a_rate_limited_accounts_budget(tmp_path, sandbox_fa
     assert code == 0 and report["outcomes"]["created"] == 120
     assert_each_pushed_once(server, rows, push_log(tmp_path / "rackwave_data.duckdb"))
     assert 0 < report["rate_limited"] <= 0.25 * report["requests"], report
+
+
+@pytest.mark.parametrize("setting, value", [("push_concurrency", "0"),
+                                            ("push_batch_size", "20000"),
+                                            ("push_concurrency", "many")])
+def test_a_bad_push_setting_is_named_before_anything_is_read_or_sent(
+        setting, value, tmp_path, sandbox, monkeypatch, capsys):
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", new_leads(1))
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY,
+                        env={f"SOURCES__RACKWAVE__{setting.upper()}": value})
+    assert code == 2 and f"`{setting}`" in report["error"] and "1 to" in report["error"]
+    assert sandbox.admin.stats()["total"] == 0
