@@ -21,6 +21,7 @@ import argparse
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,8 +57,8 @@ PG_SSLMODE_VAR = "RACKWAVE_DBT_PG_SSLMODE"
 #: node statuses of a dbt result that fail the build, and those that only warn
 FAILED_STATUSES = ("error", "fail", "runtime error")
 WARNING_STATUSES = ("warn",)
-#: words of a database error for a table that is not there (DuckDB, Postgres)
-MISSING_TABLE_WORDS = ("does not exist", "Catalog Error")
+#: a database's error for a table that is not there (DuckDB's, Postgres')
+MISSING_TABLE = re.compile(r'Table with name \S+ does not exist|relation "[^"]+" does not exist')
 
 
 class DbtBuildFailed(RackwaveFatalError):
@@ -179,7 +180,7 @@ def outcome_of(execution: Any) -> DbtOutcome:
         if status in FAILED_STATUSES:
             outcome.failed.append(line)
             message = str(node_result.message or "")
-            outcome.missing_table |= any(word in message for word in MISSING_TABLE_WORDS)
+            outcome.missing_table |= MISSING_TABLE.search(message) is not None
         elif status == "skipped":
             outcome.skipped += 1
         else:  # passed, a warning included (listed too)
