@@ -267,7 +267,8 @@ def unstage_started_versions(pipeline: Any, jobs: Sequence[Tuple[Path, Path]]) -
     when a run was killed: dlt copies them again as it resumes, and its scd2 merge would insert
     a version staged twice twice. By row hash (unique in a load: one version per record); the
     history table itself is left as it is. Returns the jobs repaired."""
-    started = [(job.name.split(".", 1)[0], job) for _, job in jobs]
+    started = [(job.name.split(".", 1)[0], job) for _, job in jobs
+               if _file_format(job) != "sql"]  # a merge job: run twice, it changes nothing
     started = [(table, job) for table, job in started if table in HISTORY_TABLES]
     if not started:
         return 0
@@ -278,6 +279,8 @@ def unstage_started_versions(pipeline: Any, jobs: Sequence[Tuple[Path, Path]]) -
             hashes = [h for h in _job_hashes(job) if _HEX_HASH.fullmatch(h)]
             name = client.make_qualified_table_name(table)
             column = client.escape_column_name(S.HISTORY_ROW_HASH)
+            if not hashes:
+                continue
             try:
                 for at in range(0, len(hashes), _IDS_PER_DELETE):
                     listed = ", ".join(f"'{h}'" for h in hashes[at:at + _IDS_PER_DELETE])
@@ -289,14 +292,20 @@ def unstage_started_versions(pipeline: Any, jobs: Sequence[Tuple[Path, Path]]) -
     return len(started)
 
 
+def _file_format(job: Path) -> str:
+    """``parquet``, ``csv``, ``sql``...: a job file is ``<table>.<id>.<retry>.<format>[.gz]``."""
+    return job.name.removesuffix(".gz").rsplit(".", 1)[-1]
+
+
 def _job_hashes(job: Path) -> List[str]:
-    """The row hashes a load job file carries (parquet; CSV on Postgres)."""
-    if job.suffix == ".parquet":
+    """The row hashes a load job file carries (parquet; CSV on Postgres, maybe gzipped)."""
+    kind = _file_format(job)
+    if kind == "parquet":
         import pyarrow.parquet as pq
 
         return [str(h) for h in pq.read_table(job, columns=[S.HISTORY_ROW_HASH])
                 .column(0).to_pylist()]
-    if job.suffix == ".csv":
+    if kind == "csv":
         import pyarrow.csv as pcsv
         from dlt.common.storages import FileStorage
 
