@@ -13,7 +13,9 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dlt.common.configuration.container import Container
 from dlt.common.json import json
+from dlt.common.pipeline import PipelineContext
 
 from . import settings as S
 from .lake import is_lake, lake_table
@@ -23,11 +25,13 @@ _IDS_PER_QUERY = 1_000
 
 
 def current_pipeline() -> Any:
-    """The pipeline running this extract, or None (the resource iterated on its own)."""
-    try:
-        return dlt.current.pipeline()
-    except Exception:  # noqa: BLE001 - no pipeline context
-        return None
+    """The pipeline running this extract, or None (the resource iterated on its own).
+
+    Read from dlt's pipeline context, not ``dlt.current.pipeline()``: that one resolves dlt's
+    pipeline configuration on every call (5-10 ms; a run asked 6 times), and with no active
+    pipeline makes one."""
+    context = Container()[PipelineContext]
+    return context.pipeline() if context.is_active() else None
 
 
 def destination_kind(pipeline: Any = None) -> str:
