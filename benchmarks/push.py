@@ -116,6 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--lost-answers", type=int, default=0,
                         help="this many POSTs (from the 100th) store the lead, then lose the answer")
+    parser.add_argument("--only", choices=["push", "loop"], help="run one contender")
     parser.add_argument("--contender", choices=["loop"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -128,7 +129,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="rackwave-push-bench-") as tmp:
             results = []
-            for name in ("push", "loop"):
+            for name in [args.only] if args.only else ["push", "loop"]:
                 folder = Path(tmp) / name
                 folder.mkdir()
                 if args.lost_answers and name == "push":
@@ -139,6 +140,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         proc.terminate()
         proc.wait()
+    if len(results) < 2:
+        return 0
     push, peer = results
     print(json.dumps({"rows": args.rows, "latency_ms": args.latency_ms,
                       "push/loop speed": round(float(peer["wall_s"]) / float(push["wall_s"]), 2),  # type: ignore[arg-type]
