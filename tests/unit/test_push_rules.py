@@ -3,7 +3,6 @@ SQLite file; no HTTP)."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from rackwave_source import settings as S
