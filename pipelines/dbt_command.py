@@ -79,8 +79,9 @@ class DbtOutcome:
 # -- settings ---------------------------------------------------------------------------------
 def dbt_environment(destination: str, dataset: str, duckdb_file: Optional[str]) -> Dict[str, str]:
     """The ``RACKWAVE_DBT_*`` values profiles.yml reads, for the warehouse the command loads
-    (``check_destination`` first). Checked before dbt starts: a DuckDB file that does not exist is refused (dbt would create an
-    empty one), missing Postgres credentials name dlt's setting."""
+    (``check_destination`` first). Checked before dbt starts: a DuckDB file that does not exist
+    is refused (dbt would create an empty one), missing Postgres credentials name dlt's
+    setting."""
     values = {TARGET_VAR: destination, DATASET_VAR: dataset}
     if destination == "duckdb":
         values[DUCKDB_FILE_VAR] = existing_duckdb_file(duckdb_file)
@@ -93,7 +94,8 @@ def check_destination(destination: str) -> None:
     """A warehouse profiles.yml has a target for."""
     if destination not in DBT_ADAPTERS:
         raise ConfigurationError(
-            "--destination", f"rackwave dbt runs on {' and '.join(DBT_ADAPTERS)}, not {destination}",
+            "--destination",
+            f"rackwave dbt runs on {' and '.join(DBT_ADAPTERS)}, not {destination}",
             "For another warehouse, install its dbt adapter, add a target for it to a copy of "
             "dbt/profiles.yml and run `dbt build` (README, section dbt).")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
@@ -41,7 +42,8 @@ def dbt_environment(tmp_path: Path, bin_dir: Path, sandbox: Any, **extra: str) -
         DO_NOT_TRACK="1", **extra)
 
 
-def attempt(command: List[str], environment: Dict[str, str], cwd: Path) -> "subprocess.CompletedProcess[str]":
+def attempt(command: List[str], environment: Dict[str, str],
+            cwd: Path) -> "subprocess.CompletedProcess[str]":
     return subprocess.run(command, env=environment, cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
@@ -155,7 +157,7 @@ def test_rackwave_dbt_refuses_clearly_before_a_load_and_without_dbt(sandbox, tmp
     environment = dbt_environment(tmp_path, dbt_bin, sandbox)
 
     before_load = attempt(["rackwave", "dbt"], environment, tmp_path)
-    without_dbt = attempt([str(REPO / ".venv" / "bin" / "python"), "-m",
+    without_dbt = attempt([sys.executable, "-m",  # the suite's environment has no dbt
                            "pipelines.rackwave_pipeline", "dbt", "--duckdb-file",
                            str(tmp_path / "missing.duckdb")], environment, REPO)
     elsewhere = attempt(["rackwave", "dbt", "--destination", "bigquery"], environment, tmp_path)
@@ -203,7 +205,8 @@ def test_rackwave_dbt_on_postgres_builds_in_the_loaded_dataset_then_plain_dbt_to
 
 
 @pytest.fixture(params=["duckdb", "postgres"])
-def history_warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tuple[Any, List[str]]]:
+def history_warehouse(request: pytest.FixtureRequest,
+                      tmp_path: Path) -> Iterator[Tuple[Any, List[str]]]:
     """A warehouse for the history story and the options that point the command at it."""
     if request.param == "duckdb":
         yield DuckDBWarehouse(tmp_path / "rackwave_data.duckdb"), []
