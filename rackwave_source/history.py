@@ -44,13 +44,12 @@ import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
+import dlt
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
-
-import dlt
 
 from . import settings as S
 from .deletions import DELETED_AT, DeletionCounts, _contains, _hashes
