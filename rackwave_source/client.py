@@ -74,16 +74,21 @@ class Request:
     target: str
     shown: str
     body: Optional[bytes] = None
+    #: a failure that may have reached the server ends the attempts: the caller finds out what
+    #: happened (a create), instead of sending again
+    once: bool = False
 
 
 @dataclass(frozen=True)
 class Answer:
-    """A POST's final answer: the status, the decoded body, and whether an earlier attempt may
-    have reached the server (so a create may have happened before this answer)."""
+    """A POST's outcome: the final status and decoded body, or ``unanswered``: the request may
+    have reached the server, but no answer tells what it did (a 5xx, a connection lost after
+    sending, a 2xx body cut short); ``failure`` says what was seen."""
 
     status: int
     body: Any
-    uncertain: bool
+    unanswered: bool = False
+    failure: str = ""
 
 
 def shown_url(url: str, params: Optional[Mapping[str, Any]] = None) -> str:
@@ -279,28 +284,30 @@ class RackwaveClient:
         return self._result(url, reply, body, failure)
 
     def post(self, path: str, payload: Mapping[str, Any]) -> Answer:
-        """POSTs ``payload`` as JSON and returns the final answer, 4xx included (a 422 is data
-        to the caller, not an error). Retried like a GET: 5xx, dropped connections, 429.
-
-        ``Answer.uncertain`` tells that an earlier attempt may have reached the server (a 5xx, or
-        a connection lost after the request was sent): a create may then already have happened.
+        """POSTs ``payload`` as JSON once; returns the final answer, 4xx included (a 422 is data
+        to the caller, not an error). A 429 and a connection that was never made are sent again
+        (nothing can have been created); any other failure comes back ``unanswered``, for the
+        caller to find out whether the create happened before it sends again.
 
         Raises:
             AuthenticationError: the API refused a freshly obtained token.
             RateLimitError: 429s lasted longer than ``max_rate_limit_wait`` seconds.
-            ServerError: 5xx or network failures outlived every retry.
+            ServerError: no connection could be made in any attempt.
         """
         url = self.base_url + path
-        request = Request("POST", url, shown_url(url), json.dumpb(payload))
-        reply, body, failure, uncertain = self._exchange(path, request, json.loadb)
+        request = Request("POST", url, shown_url(url), json.dumpb(payload), once=True)
+        reply, body, failure, maybe_sent = self._exchange(path, request, json.loadb)
+        if failure is not None and maybe_sent:
+            return Answer(reply.status if reply is not None else 0, None, True,
+                          describe_failure(failure))
         if reply is not None and 400 <= reply.status < 500 and reply.status != 401:
             try:
                 error_body: Any = json.loadb(reply.data)
             except ValueError:
                 error_body = None
-            return Answer(reply.status, error_body, uncertain)
+            return Answer(reply.status, error_body)
         return Answer(reply.status if reply is not None else 0,
-                      self._result(url, reply, body, failure), uncertain)
+                      self._result(url, reply, body, failure))
 
     def _exchange(
         self, path: str, request: Request, decode: Decoder
@@ -309,11 +316,9 @@ class RackwaveClient:
         waited out within ``max_rate_limit_wait``, never counted as a failed attempt."""
         self._requesting.path = path
         waited = 0.0
-        uncertain = False
         while True:
             sent_at = self.throttle.acquire()
             reply, body, failure, maybe_sent = self._attempts(request, decode)
-            uncertain = uncertain or maybe_sent
             self._count("requests")
             if reply is not None and reply.status == 429:
                 self._count("rate_limited")
@@ -328,7 +333,7 @@ class RackwaveClient:
                 self.throttle.rate_limited_for(delay, sent_at)
                 continue
             self.throttle.succeeded()
-            return reply, body, failure, uncertain
+            return reply, body, failure, maybe_sent
 
     def _send(self, request: Request, token: str) -> BaseHTTPResponse:
         headers = {"Authorization": f"Bearer {token}"}
@@ -340,8 +345,9 @@ class RackwaveClient:
     def _attempts(
         self, request: Request, decode: Decoder
     ) -> Tuple[Optional[BaseHTTPResponse], Any, Failure, bool]:
-        """Sends until an answer is final: decoded 2xx, 4xx, 429, or the attempts are spent.
-        The last value tells whether a failed attempt may have reached the server."""
+        """Sends until an answer is final: decoded 2xx, 4xx, 429, or the attempts are spent (or,
+        for a ``once`` request, a failure that may have reached the server). The last value
+        tells whether the last failed attempt may have reached the server."""
         reply: Optional[BaseHTTPResponse] = None
         failure: Failure = None
         maybe_sent = False
@@ -354,19 +360,20 @@ class RackwaveClient:
             except urllib3.exceptions.HTTPError as exc:  # refused, dropped, truncated, timed out
                 reply, failure = None, exc
                 # a connection never made sent nothing; any other loss may follow the send
-                maybe_sent = maybe_sent or not isinstance(
-                    exc, urllib3.exceptions.ConnectTimeoutError)
+                maybe_sent = not isinstance(exc, urllib3.exceptions.ConnectTimeoutError)
             else:
+                maybe_sent = True
                 if 200 <= reply.status < 300:
                     try:
-                        return reply, decode(reply.data), None, maybe_sent
+                        return reply, decode(reply.data), None, False
                     except (ValueError, TypeError):
                         failure = UNDECODABLE
                 elif reply.status < 500:
-                    return reply, None, None, maybe_sent
+                    return reply, None, None, False
                 else:
                     failure = f"HTTP {reply.status}"
-                    maybe_sent = True
+            if request.once and maybe_sent:
+                return reply, None, failure, True
             if attempt < self.max_attempts:
                 wait = self._backoff(attempt, reply)
                 log_retry(request.method, request.shown, failure, attempt, self.max_attempts,
@@ -374,6 +381,10 @@ class RackwaveClient:
                 self._count("retries")
                 time.sleep(wait)
         return reply, None, failure, maybe_sent
+
+    def retry_delay(self, attempt: int) -> float:
+        """The wait before attempt ``attempt + 1`` of a request retried by its caller."""
+        return self._backoff(attempt, None)
 
     def _backoff(self, attempt: int, reply: Optional[BaseHTTPResponse]) -> float:
         """Exponential, capped, with jitter so that workers do not retry in lockstep; a 5xx's

@@ -1,13 +1,17 @@
 """Sending rows to ``POST /leads`` exactly once.
 
 A create-only API makes "exactly once" a matter of telling, after any failure, whether the lead
-exists. Rackwave keeps email unique, so the rule is short (``_send``):
+exists. Rackwave keeps email unique and documents a ``search`` parameter, so (``_send``):
 
-* every row is written to the journal as pending before its request leaves;
+* every row is written to the journal as pending before each of its requests leaves;
+* a request that may have reached the server without an answer (a 5xx, a connection lost after
+  sending, a 2xx body cut short), or a row left pending by a killed push, is looked up by its
+  email before anything is sent again: found, it is the lead we created; not found, it is sent
+  again. So a lost answer costs one lookup, not a second create;
 * 2xx: created, with the id the API returns;
-* 422 on email only: the email is taken. The ``search`` parameter finds the lead's id. If an
-  earlier attempt may have reached the server (a 5xx, a connection lost after sending, or a
-  pending mark left by a killed push), that lead is the one we created; otherwise it existed;
+* 422 on email only: the email is taken. ``search`` finds the lead's id: ours if an earlier
+  attempt may have created it (the lookup after it missed a lead not yet searchable), else it
+  already existed;
 * any other 422 or a 400: rejected, with the API's field errors; 401 after a renewed token,
   403, 404: the push stops (credentials or URL are wrong, no row is to blame).
 
@@ -19,13 +23,14 @@ rows before they send; their journal entries stay as they were, so a rerun is ex
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from . import settings as S
-from .client import Answer, RackwaveClient
-from .exceptions import api_error_for
+from .client import Answer, RackwaveClient, log_retry
+from .exceptions import ServerError, api_error_for
 from .push_journal import Outcome, PushJournal
 from .push_rows import FieldErrors, PushRow, prepare_row
 
@@ -83,17 +88,37 @@ class LeadPusher:
         if self._stop.is_set():
             return  # another row failed: leave this one for the next attempt
         try:
-            earlier = self.journal.begin(row, load_id)
-            answer = self.client.post(S.LEADS_PATH, row.body)
-            self._record(self._settle(row, answer, earlier > 0, load_id))
+            self._record(self._create(row, load_id))
         except BaseException:
             self._stop.set()
             raise
 
-    def _settle(self, row: PushRow, answer: Answer, tried_before: bool,
+    def _create(self, row: PushRow, load_id: Optional[str]) -> Outcome:
+        """POSTs ``row`` until its outcome is known (see the module's rules)."""
+        client = self.client
+        shown, failure = client.base_url + S.LEADS_PATH, ""
+        for attempt in range(1, client.max_attempts + 1):
+            if attempt > 1:
+                wait = client.retry_delay(attempt - 1)
+                log_retry("POST", shown, failure, attempt - 1, client.max_attempts, wait)
+                time.sleep(wait)
+            earlier = self.journal.begin(row, load_id)
+            if earlier:  # a create may have happened: find out before sending again
+                lead_id = self.find_lead_id(row)
+                if lead_id is not None:
+                    return self.journal.finish(row, "created", lead_id, None, load_id)
+            answer = client.post(S.LEADS_PATH, row.body)
+            if not answer.unanswered:
+                return self._settle(row, answer, earlier > 0, load_id)
+            failure = f"{answer.failure}; the lead may have been created"
+        raise ServerError(
+            f"Rackwave API did not answer POST {shown} in {client.max_attempts} attempts "
+            f"({failure}). The rows without an outcome are "
+            "sent again by the next push (nothing is created twice).")
+
+    def _settle(self, row: PushRow, answer: Answer, maybe_ours: bool,
                 load_id: Optional[str]) -> Outcome:
         """Turns the final answer into the row's outcome (see the module's rules)."""
-        maybe_ours = tried_before or answer.uncertain
         if 200 <= answer.status < 300:
             lead_id = _created_id(answer.body) or self.find_lead_id(row)
             return self.journal.finish(row, "created", lead_id, None, load_id)
