@@ -109,7 +109,7 @@ REFUSED = {
     "max_requests_per_second": -5, "ca_bundle": "/nonexistent/ca.pem", "schema_contract": "loose",
     "client_id": " ", "client_secret": " ",
     "hash_columns": "id", "exclude_columns": "created_at", "hash_normalization": "upper",
-    "hash_key": " ",
+    "hash_key": " ", "history": "scd3",
 }
 
 
