@@ -28,6 +28,7 @@ import queue
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,7 @@ class Result:
     ids_detail: str
     leads_requests: int = 0
     extra: Dict[str, object] = field(default_factory=dict)
+    cpu_s: float = 0.0  # user + system CPU seconds of the contender's process
 
 
 # -- the sandbox ---------------------------------------------------------------------------------
@@ -151,7 +153,14 @@ def _env(extra: Dict[str, str]) -> Dict[str, str]:
 
 def run_child(cmd: List[str], cwd: Path, env: Dict[str, str], log: Path,
               timeout: float) -> Tuple[int, float, float]:
-    """Runs one contender and returns (exit code, wall seconds, peak RSS in MB).
+    """Runs one contender and returns (exit code, wall seconds, peak RSS in MB)."""
+    code, wall, rss, _ = run_child_measured(cmd, cwd, env, log, timeout)
+    return code, wall, rss
+
+
+def run_child_measured(cmd: List[str], cwd: Path, env: Dict[str, str], log: Path,
+                       timeout: float) -> Tuple[int, float, float, float]:
+    """Runs one contender and returns (exit code, wall seconds, peak RSS in MB, CPU seconds).
 
     ``os.wait4`` on the child's pid returns its own ``ru_maxrss`` (KiB on Linux; the maximum over
     the child and any process it waited for, never the harness or the sandbox), which
@@ -173,7 +182,7 @@ def run_child(cmd: List[str], cwd: Path, env: Dict[str, str], log: Path,
             timer.cancel()
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not wait for it again
-    return proc.returncode, wall, usage.ru_maxrss / 1024.0
+    return proc.returncode, wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def sandbox_counts(admin: AdminClient) -> Tuple[int, int, int]:
@@ -271,7 +280,7 @@ class Bench:
         expected = self.expected()
         self.admin.reset_stats()
         print(f"running {label or name} ...", flush=True)
-        code, wall, rss = run_child(cmd, cwd, env, log, self.timeout)
+        code, wall, rss, cpu = run_child_measured(cmd, cwd, env, log, self.timeout)
         requests_, too_many, leads_requests = sandbox_counts(self.admin)
         got = file_ids(out) if name == "raw" else duckdb_ids(out)
         ok, detail, rows = compare_ids(expected, got)
@@ -280,25 +289,25 @@ class Bench:
             tail = log.read_text(errors="replace").splitlines()[-15:]
             print("\n".join(f"    | {line}" for line in tail), flush=True)
         return Result(label or name, code, wall, rows, rows / wall if wall else 0.0, rss,
-                      requests_, too_many, ok, detail, leads_requests)
+                      requests_, too_many, ok, detail, leads_requests, cpu_s=cpu)
 
     def noop(self, repeats: int) -> List[Result]:
         """A scheduled run with nothing new: each of the peer (told the API lists newest first,
-        so it stops at the cursor) and the connector loads once, then runs ``repeats`` more times
-        on the same state and file with nothing new; those runs are reported, best first."""
+        so it stops at the cursor) and the connector loads once, then both run ``repeats`` more
+        times on the same state and file with nothing new, alternating (peer, connector, peer,
+        ...), so that a burst of load from elsewhere on the machine hits both alike. Each is
+        reported by its median run (wall, CPU and peak RSS are each the median of the runs)."""
         self.peer_args = ["--newest-first"]
-        results: List[Result] = []
-        for name in ("peer", "connector"):
-            home = self.workdir / f"{name}-noop"
-            self.run(name, label=f"{name} noop setup", home=home)
-            runs = [self.run(name, label=f"{name} no-op", home=home) for _ in range(repeats)]
-            runs.sort(key=lambda r: r.wall_s)
-            best = runs[0]
-            best.extra = {"noop_walls": [round(r.wall_s, 2) for r in runs],
-                          "noop_rss": [round(r.peak_rss_mb, 1) for r in runs]}
-            results.append(best)
+        names = ("peer", "connector")
+        homes = {name: self.workdir / f"{name}-noop" for name in names}
+        for name in names:
+            self.run(name, label=f"{name} noop setup", home=homes[name])
+        runs: Dict[str, List[Result]] = {name: [] for name in names}
+        for _ in range(repeats):
+            for name in names:
+                runs[name].append(self.run(name, label=f"{name} no-op", home=homes[name]))
         self.peer_args = []
-        return results
+        return [_median_run(runs[name]) for name in names]
 
     def incremental(self, k: int) -> Result:
         """Inserts ``k`` leads after a full load and runs the connector again on the same state.
@@ -312,6 +321,20 @@ class Bench:
         result.extra = {"k": k, "leads_pages": result.leads_requests, "bound": bound,
                         "within_bound": result.leads_requests <= bound}
         return result
+
+
+def _median_run(runs: List[Result]) -> Result:
+    """The run of median wall time, carrying the median CPU and peak RSS of all runs and every
+    run's figures (``extra``); every run must have loaded exactly the sandbox's ids."""
+    ordered = sorted(runs, key=lambda r: r.wall_s)
+    median = ordered[(len(ordered) - 1) // 2]
+    median.cpu_s = statistics.median(r.cpu_s for r in runs)
+    median.peak_rss_mb = statistics.median(r.peak_rss_mb for r in runs)
+    median.ids_ok = all(r.ids_ok for r in runs)
+    median.extra = {"noop_walls": [round(r.wall_s, 2) for r in ordered],
+                    "noop_cpu": sorted(round(r.cpu_s, 2) for r in runs),
+                    "noop_rss": sorted(round(r.peak_rss_mb, 1) for r in runs)}
+    return median
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -362,7 +385,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--incremental-k", type=int, default=None,
                    help="after the connector's full load, insert K leads and run it again")
     p.add_argument("--noop", type=int, default=None, metavar="N",
-                   help="then N runs with nothing new, peer (newest first) and connector")
+                   help="then N runs with nothing new each, peer (newest first) and connector "
+                        "alternating; reported by their medians")
     p.add_argument("--connector-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the connector (repeatable)")
     p.add_argument("--timeout", type=float, default=3600.0, help="per contender, seconds")
@@ -434,10 +458,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     noop = {r.name: r for r in results if r.name.endswith("no-op")}
     if len(noop) == 2:
         peer, conn = noop["peer no-op"], noop["connector no-op"]
-        print(f"no-op: connector {conn.wall_s:.2f} s / {conn.peak_rss_mb:.0f} MB, peer "
-              f"{peer.wall_s:.2f} s / {peer.peak_rss_mb:.0f} MB (best of {len(conn.extra['noop_walls'])}; "
-              f"all: connector {conn.extra['noop_walls']} s, peer {peer.extra['noop_walls']} s): "
-              f"wall {conn.wall_s / peer.wall_s:.2f}x, RSS {conn.peak_rss_mb / peer.peak_rss_mb:.2f}x")
+        print(f"no-op, median of {len(conn.extra['noop_walls'])} alternating runs: connector "
+              f"{conn.wall_s:.2f} s wall / {conn.cpu_s:.2f} s CPU / {conn.peak_rss_mb:.0f} MB, "
+              f"peer {peer.wall_s:.2f} s / {peer.cpu_s:.2f} s / {peer.peak_rss_mb:.0f} MB: "
+              f"wall {conn.wall_s / peer.wall_s:.2f}x, CPU {conn.cpu_s / peer.cpu_s:.2f}x, "
+              f"RSS {conn.peak_rss_mb / peer.peak_rss_mb:.2f}x")
+        print(f"  all walls: connector {conn.extra['noop_walls']} s, peer "
+              f"{peer.extra['noop_walls']} s")
     for r in results:
         if r.extra and "k" in r.extra:
             verdict = "OK" if r.extra["within_bound"] else "OVER"
