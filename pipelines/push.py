@@ -138,7 +138,8 @@ def run_push(args: argparse.Namespace) -> Dict[str, Any]:
         stats = target.pusher.client.stats(S.LEADS_PATH)
         return {**summary, "dry_run": False, "outcomes": outcome_counts(target.pusher.counts),
                 "requests": stats["requests"], "rate_limited": stats["rate_limited"],
-                "lookups": target.pusher.counts["lookups"], "logged": logged,
+                "lookups": target.pusher.counts["lookups"],
+                "duplicates": target.pusher.counts["duplicates"], "logged": logged,
                 "log_table": f"{args.dataset}.{S.PUSH_LOG_TABLE}",
                 "rejects": _rejects(target.journal, rows)}
     finally:
@@ -227,6 +228,9 @@ def render(summary: Dict[str, Any], seconds: float) -> str:
         lines += [f"  {name:<12}{counts[name]:>7}" for name in counts]
         lines.append(f"  requests    {summary['requests']:>7}  (429 answers: "
                      f"{summary['rate_limited']}, lookups: {summary['lookups']})")
+        if summary["duplicates"]:
+            lines.append(f"  duplicates  {summary['duplicates']:>7}  (a later row with an email "
+                         "already in this push: not sent)")
         lines.append(f"Outcomes logged in {summary['log_table']} ({summary['logged']} new).")
     for reject in summary.get("rejects") or []:
         problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in reject["errors"].items())

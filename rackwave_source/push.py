@@ -28,14 +28,24 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from dlt.common.runtime import signals
+
 from . import settings as S
 from .client import Answer, RackwaveClient, log_retry
-from .exceptions import ServerError, api_error_for
+from .exceptions import RackwaveTransientError, ServerError, api_error_for
 from .push_journal import Outcome, PushJournal
 from .push_rows import FieldErrors, PushRow, prepare_row
 
 #: the count of rows that already had an outcome standing, so nothing was sent for them
 UNCHANGED = "unchanged"
+
+
+class PushInterrupted(RackwaveTransientError):
+    """A signal stopped a batch: dlt keeps it to run again (the journal keeps that exact)."""
+
+    def __init__(self, left: int) -> None:
+        super().__init__(f"The push was stopped with {left} rows of a batch not sent; the next "
+                         "push sends them.")
 
 
 class LeadPusher:
@@ -71,6 +81,8 @@ class LeadPusher:
         errors = [f.exception() for f in futures if f.exception() is not None]
         if errors:
             raise errors[0]  # type: ignore[misc]
+        if not all(f.result() for f in futures):  # a signal stopped the batch
+            raise PushInterrupted(sum(1 for f in futures if not f.result()))
 
     def plan(self, items: Iterable[Mapping[str, Any]]) -> List[PushRow]:
         """The batch's rows, checked; a key seen twice keeps its first row (one lead per email:
@@ -84,11 +96,14 @@ class LeadPusher:
                 rows[row.key] = row
         return list(rows.values())
 
-    def _send(self, row: PushRow, load_id: Optional[str]) -> None:
-        if self._stop.is_set():
-            return  # another row failed: leave this one for the next attempt
+    def _send(self, row: PushRow, load_id: Optional[str]) -> bool:
+        """Pushes one row; False when it was left for the next push: another row failed, or
+        the process was told to stop (dlt holds SIGINT/SIGTERM while it loads)."""
+        if self._stop.is_set() or signals.was_signal_received():
+            return False
         try:
             self._record(self._create(row, load_id))
+            return True
         except BaseException:
             self._stop.set()
             raise

@@ -323,3 +323,42 @@ def test_a_bad_push_setting_is_named_before_anything_is_read_or_sent(
                         env={f"SOURCES__RACKWAVE__{setting.upper()}": value})
     assert code == 2 and f"`{setting}`" in report["error"] and "1 to" in report["error"]
     assert sandbox.admin.stats()["total"] == 0
+
+
+def test_sigterm_stops_a_push_soon_and_the_next_push_finishes_it_exactly(tmp_path,
+                                                                          sandbox_factory):
+    server = sandbox_factory(leads=20, contacts=5, latency_ms=40)
+    rows = new_leads(600, prefix="stopped")
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+    env = command_environment(tmp_path / "dlt-data", **CREDENTIALS,
+                              SOURCES__RACKWAVE__PUSH_CONCURRENCY="4")
+    command = [sys.executable, "-m", "pipelines.rackwave_pipeline", "push", "leads",
+               "--base-url", server.base_url, "--query", QUERY]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while posts(server) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 143, stderr
+    assert time.monotonic() - stopped_at < 3  # not the ~5 s the rest of the batch would take
+    assert "interrupted by SIGTERM" in stderr and posts(server) < 300  # of 600
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_each_pushed_once(server, rows, push_log(tmp_path / "rackwave_data.duckdb"))
+
+
+def test_a_second_row_with_the_same_email_is_counted_not_sent(tmp_path, sandbox, monkeypatch,
+                                                              capsys):
+    first, second = new_leads(2)
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb",
+                      [first, {**second, "email": first["email"].upper()}])
+
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY)
+
+    assert code == 0 and report["duplicates"] == 1 and report["outcomes"]["created"] == 1
+    assert posts(sandbox) == 1 and leads_by_email(sandbox)[first["email"]][0]["name"] == first["name"]
