@@ -336,19 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def freeze_objects_at_exit() -> None:
-    """At exit, before the interpreter tears the modules down, every object left is moved out of
-    the garbage collector's reach (``gc.freeze``): the teardown's collections then skip the
-    ~1 M objects of dlt, pyarrow, pandas and duckdb, which each traversed again (0.1-0.2 s of
-    every run, a sixth of a run with nothing new; benchmarks/README.md). Objects are still freed
-    as their last reference goes; only cycles left as garbage at exit stay unfreed, as the OS
-    reclaims them anyway (this command closes its connections and files itself)."""
-    atexit.unregister(gc.freeze)  # once, however many times main() runs in one process
+def spare_the_collector() -> None:
+    """For a process that is this command: the objects alive now (the modules imported: dlt,
+    pyarrow, duckdb, ours), and at exit every object left, are moved out of the cyclic garbage
+    collector's reach (``gc.freeze``). Its full collections would otherwise traverse them again
+    and again for nothing: once during a run (0.05 s) and several times in the interpreter's
+    teardown (0.1-0.2 s), a quarter of a run with nothing new (benchmarks/README.md). Objects
+    are still freed when their last reference goes; only reference cycles already garbage now
+    or at exit are never collected, and the OS takes the memory back at exit. Not done when
+    ``main`` is called with arguments from a longer-lived process (tests, a caller's code),
+    whose garbage cycles (an unclosed connection) must still be collected."""
+    gc.freeze()
     atexit.register(gc.freeze)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    freeze_objects_at_exit()
+    if argv is None:  # the process is this command (console script, python -m)
+        spare_the_collector()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["check"]:  # `rackwave check`: imported here, off a plain run's path
         from pipelines.check import check_main
