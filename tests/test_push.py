@@ -362,3 +362,15 @@ def test_a_second_row_with_the_same_email_is_counted_not_sent(tmp_path, sandbox,
 
     assert code == 0 and report["duplicates"] == 1 and report["outcomes"]["created"] == 1
     assert posts(sandbox) == 1 and leads_by_email(sandbox)[first["email"]][0]["name"] == first["name"]
+
+
+def test_rows_from_a_parquet_file_keep_their_lists(tmp_path, sandbox, monkeypatch, capsys):
+    rows = new_leads(2, prefix="parquet")
+    write_duckdb_rows(tmp_path / "source.duckdb", rows)
+    with duckdb.connect(str(tmp_path / "source.duckdb")) as con:
+        con.execute(f"COPY {TABLE} TO '{tmp_path / 'leads.parquet'}' (FORMAT parquet)")
+
+    code, report = push(sandbox, monkeypatch, capsys, "--from-file", str(tmp_path / "leads.parquet"))
+
+    assert code == 0 and report["outcomes"]["created"] == 2
+    assert_each_pushed_once(sandbox, rows, push_log(tmp_path / "rackwave_data.duckdb"))
