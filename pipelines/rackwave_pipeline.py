@@ -32,6 +32,13 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 # dlt imports pyarrow, and only for this command (an explicit setting wins).
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
+#: this module is the process's command: ``python -m``, run as a script, or the ``rackwave``
+#: console script (pyproject.toml), which imports it first; not a test's or a caller's import
+_COMMAND = __name__ == "__main__" or os.path.basename(sys.argv[0]) == "rackwave"
+_COLLECTING = gc.isenabled()
+if _COMMAND:  # the objects the imports below make live as long as the command: see
+    gc.disable()  # spare_the_collector; frozen and collection resumed after them
+
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import get_dlt_pipelines_dir
@@ -71,6 +78,11 @@ from pipelines.run_report import (
 from pipelines.signals import stop_on_signals
 from pipelines.progress import command_progress
 from pipelines.summary import TableSummary, render, summarize
+
+if _COMMAND:
+    gc.freeze()
+    if _COLLECTING:
+        gc.enable()
 
 # Not "rackwave.duckdb": DuckDB names the catalog after the file, and a catalog named like the
 # dataset ("rackwave") makes every `rackwave.leads` reference ambiguous, for dlt and for users.
@@ -342,14 +354,15 @@ def spare_the_collector() -> None:
     """For a process that is this command: the objects alive now (the modules imported: dlt,
     pyarrow, duckdb, ours), and at exit every object left, are moved out of the cyclic garbage
     collector's reach (``gc.freeze``). Its full collections would otherwise traverse them again
-    and again for nothing: once during a run (0.05 s) and several times in the interpreter's
-    teardown (0.1-0.2 s), a quarter of a run with nothing new (benchmarks/README.md). Objects
-    are still freed when their last reference goes; only reference cycles already garbage now
-    or at exit are never collected, and the OS takes the memory back at exit. Not done when
-    ``main`` is called with arguments from a longer-lived process (tests, a caller's code),
-    whose garbage cycles (an unclosed connection) must still be collected. A collection is also
-    started every 10,000 allocations instead of 700 (``GC_YOUNG_THRESHOLD``): a run makes few
-    reference cycles, and 0.03 s of collections less."""
+    and again for nothing: while they are imported (0.05 s; paused then, see ``_COMMAND``), once
+    during a run (0.05 s) and several times in the interpreter's teardown (0.1-0.2 s): a third
+    of a run with nothing new (benchmarks/README.md). Objects are still freed when their last
+    reference goes; only reference cycles already garbage now or at exit are never collected,
+    and the OS takes the memory back at exit. Not done when ``main`` is called with arguments
+    from a longer-lived process (tests, a caller's code), whose garbage cycles (an unclosed
+    connection) must still be collected. A collection is also started every 10,000 allocations
+    instead of 700 (``GC_YOUNG_THRESHOLD``): a run makes few reference cycles, and 0.03 s of
+    collections less."""
     gc.freeze()
     atexit.register(gc.freeze)
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
