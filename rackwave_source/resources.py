@@ -168,7 +168,7 @@ class _Batches:
             yield self._item(empty)
 
     def _item(self, table: pa.Table) -> Any:
-        table = _with_load_id(table)
+        table = with_load_id(table)
         hints: TColumns = {}
         if self._json_text:
             table, hints = json_as_text(table)
@@ -178,7 +178,7 @@ class _Batches:
         return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=hints)) if hints else table
 
 
-def _with_load_id(table: pa.Table) -> pa.Table:
+def with_load_id(table: pa.Table) -> pa.Table:
     """Every row stamped with the id of the load that brings it (``_dlt_load_id``), as dlt stamps
     rows it builds from dicts, so dbt models can select what a load brought. Done here, not by
     dlt's ``add_dlt_load_id`` setting, so a user's own pipeline gets it too."""
