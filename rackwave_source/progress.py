@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol, runtime_checkable
 
 from .cursor import ScanPlan
-from .recovery import active_pipeline
+from .warehouse import current_pipeline
 
 #: The phases after a resource's main pass, as passed to :meth:`Progress.phase`.
 PHASE_TOP = "top"  # a full scan reads page 1 again, and on while records were created meanwhile
@@ -80,7 +80,7 @@ def observer(given: Optional[Progress]) -> Progress:
     resource and run, not per page."""
     if given is not None:
         return given
-    pipeline = active_pipeline()
+    pipeline = current_pipeline()
     collector: Any = getattr(pipeline, "collector", None)
     return collector if isinstance(collector, Progress) else NO_PROGRESS
 

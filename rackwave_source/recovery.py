@@ -36,8 +36,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, List, Tuple
 
-from dlt.common.configuration.container import Container
-from dlt.common.pipeline import PipelineContext
 from dlt.common.storages.load_package import PackageStorage
 
 from . import settings as S
@@ -51,12 +49,6 @@ SQL_DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "motherduck")
 #: where dlt records a job the destination committed
 DLT_COMMITTED_MARKERS = PackageStorage.PENDING_TRANSITIONS_FOLDER
 LOAD_ID_PATTERN = re.compile(r"\d+\.\d+")
-
-
-def active_pipeline() -> Any:
-    """The pipeline made or run last in this process, or None (none is made here)."""
-    context = Container()[PipelineContext]
-    return context.pipeline() if context.is_active() else None
 
 
 def prepare_resume(pipeline: Any) -> None:

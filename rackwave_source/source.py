@@ -28,7 +28,8 @@ from .options import (
     validate_wait,
 )
 from .exceptions import ConfigurationError
-from .recovery import active_pipeline, prepare_resume
+from .recovery import prepare_resume
+from .warehouse import current_pipeline
 from .privacy import validate_privacy
 from .progress import Progress
 from .resources import make_resource
@@ -47,7 +48,7 @@ def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
     after its pipeline (``pipeline.run(rackwave_source())``), it first repairs what a killed run
     left for dlt to resume (``recovery.py``).
     """
-    pipeline = active_pipeline()
+    pipeline = current_pipeline()
     if pipeline is not None:  # ``pipeline.run(rackwave_source())``: made before the source
         prepare_resume(pipeline)
     with readable_setting_errors():
