@@ -83,11 +83,7 @@ def reconcile(endpoint: ListEndpoint, scan: Scan, lookup_fields: Sequence[Tuple[
     if loaded is None:
         return
     wanted = [S.PRIMARY_KEY, DELETED_AT, *{n: 0 for fields in lookup_fields for n in fields}]
-    seen = np.sort(np.frombuffer(scan.seen, dtype=np.int64))
-    for chunk in loaded.keys(wanted):
-        unseen = chunk.filter(pa.array(~_contains(seen, _hashes(chunk))))
-        if not unseen.num_rows:
-            continue
+    for unseen in unseen_rows(scan, loaded, wanted):
         flagged_before = _flagged(unseen)
         if flagged_before is not None:
             before = unseen.filter(flagged_before)
@@ -135,6 +131,16 @@ def _decide(
                 found.append(result)
     counts.undecided += len(undecided)
     return _take(rows, gone), found, _take(rows, undecided)
+
+
+def unseen_rows(scan: Scan, loaded: LoadedTable, columns: Sequence[str]) -> Iterator[pa.Table]:
+    """The loaded rows (``columns`` of them) whose id the full scan did not see, a chunk at a
+    time; empty chunks are skipped."""
+    seen = np.sort(np.frombuffer(scan.seen, dtype=np.int64))
+    for chunk in loaded.keys(columns):
+        unseen = chunk.filter(pa.array(~_contains(seen, _hashes(chunk))))
+        if unseen.num_rows:
+            yield unseen
 
 
 def _take(rows: pa.Table, indices: List[int]) -> pa.Table:

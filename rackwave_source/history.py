@@ -45,14 +45,13 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Protocol, Sequence, Set, Tuple
 
 import dlt
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.schema.typing import TColumnSchema
 from dlt.extract.resource import DltResource
 
 from . import settings as S
-from .deletions import DELETED_AT, DeletionCounts, _contains, _hashes
+from .deletions import DELETED_AT, DeletionCounts, unseen_rows
 from .exceptions import ConfigurationError
 from .options import ValidatedOptions
 from .scan import Scan
@@ -175,10 +174,8 @@ class Versions:
         loaded = LoadedTable.of(self.resource)
         if loaded is None:
             return
-        seen = np.sort(np.frombuffer(scan.seen, dtype=np.int64))
         ids: List[str] = []
-        for chunk in loaded.keys([S.PRIMARY_KEY, DELETED_AT]):
-            unseen = chunk.filter(pa.array(~_contains(seen, _hashes(chunk))))
+        for unseen in unseen_rows(scan, loaded, [S.PRIMARY_KEY, DELETED_AT]):
             if DELETED_AT in unseen.column_names:
                 unseen = unseen.filter(pc.is_null(unseen.column(DELETED_AT)))
             ids.extend(i for i in map(str, unseen.column(S.PRIMARY_KEY).to_pylist())
