@@ -30,10 +30,10 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from rackwave_source import settings as S
-from rackwave_source.push import UNCHANGED, outcome_counts
+from rackwave_source.push import UNCHANGED, outcome_counts, settled_rows
 from rackwave_source.push_destination import RackwavePush, push_log, push_target
 from rackwave_source.push_journal import PushJournal
-from rackwave_source.push_rows import PushRow, ignored_columns, prepare_row
+from rackwave_source.push_rows import PushRow, ignored_columns
 
 from pipelines.destinations import DESTINATIONS, make_destination, validate_destination
 from pipelines.push_input import read_file, read_query, seed_journal
@@ -125,15 +125,15 @@ def run_push(args: argparse.Namespace) -> Dict[str, Any]:
         seeded = seed_journal(warehouse, target.journal)
         items = read_file(args.from_file) if args.from_file else read_query(warehouse, args.query)
         rows = target.pusher.plan(items)
-        plan = dry_run_plan(target.journal, rows)
         summary: Dict[str, Any] = {"rows": len(items), "seeded_from_log": seeded,
-                                   "ignored_columns": ignored_columns(list(_columns(items)))}
+                                   "ignored_columns": ignored_columns(list(items[0]) if items
+                                                                      else [])}
         if summary["ignored_columns"]:
             print("Ignored columns (no field of POST /leads): "
                   + ", ".join(summary["ignored_columns"]), file=sys.stderr)
         if args.dry_run:
-            return {**summary, "dry_run": True, **plan}
-        send_rows(args, target, items, rows)
+            return {**summary, "dry_run": True, **dry_run_plan(target.journal, rows)}
+        send_rows(args, target, rows)
         logged = log_outcomes(warehouse, target.journal)
         stats = target.pusher.client.stats(S.LEADS_PATH)
         return {**summary, "dry_run": False, "outcomes": outcome_counts(target.pusher.counts),
@@ -160,23 +160,18 @@ def warehouse_pipeline(args: argparse.Namespace) -> dlt.Pipeline:
     return pipeline
 
 
-def send_rows(args: argparse.Namespace, target: RackwavePush, items: List[Dict[str, Any]],
-              rows: List[PushRow]) -> None:
+def send_rows(args: argparse.Namespace, target: RackwavePush, rows: List[PushRow]) -> None:
     """Runs the push pipeline on the rows with no standing outcome (a killed push's pending
-    package first: dlt resumes it from its last batch done)."""
+    package first: dlt resumes it from its last batch done, so the standing outcomes are read
+    after it)."""
     pipeline = dlt.pipeline(destination=target.destination, dataset_name=push_pipeline_name(args),
                             **name_and_folder(push_pipeline_name(args), None))
     if pipeline.has_pending_data:
         print("A previous push did not finish; it is finished first.", file=sys.stderr)
         pipeline.run()
-    waiting = {row.key for row in rows if target.journal.settled(row) is None}
-    target.pusher.counts[UNCHANGED] += len(rows) - len(waiting)
-    send: List[Dict[str, Any]] = []
-    for item in items:  # the first row of each key, as the plan kept it
-        key = prepare_row(item, target.settings.phone_separators).key
-        if key in waiting:
-            waiting.discard(key)
-            send.append({k: v for k, v in item.items() if k in S.PUSH_FIELDS})
+    standing = settled_rows(target.journal, rows)
+    target.pusher.counts[UNCHANGED] += len(standing)
+    send = [row.item for row in rows if row.key not in standing]
     if send:  # only the fields the API takes travel into the push's load package
         pipeline.run(send, table_name=S.PUSH_TABLE)
 
@@ -192,27 +187,19 @@ def log_outcomes(warehouse: dlt.Pipeline, journal: PushJournal) -> int:
 
 def dry_run_plan(journal: PushJournal, rows: List[PushRow]) -> Dict[str, Any]:
     """What a push of ``rows`` would do now."""
-    settled = sum(1 for row in rows if journal.settled(row) is not None)
-    invalid = [row for row in rows if not row.valid and journal.settled(row) is None]
-    return {"would_send": len(rows) - settled - len(invalid), "would_reject": len(invalid),
-            "unchanged": settled,
+    standing = settled_rows(journal, rows)
+    invalid = [row for row in rows if not row.valid and row.key not in standing]
+    return {"would_send": len(rows) - len(standing) - len(invalid), "would_reject": len(invalid),
+            "unchanged": len(standing),
             "rejects": [{"row": row.key, "errors": row.errors} for row in invalid[:SHOWN_REJECTS]]}
 
 
 def _rejects(journal: PushJournal, rows: List[PushRow]) -> List[Dict[str, Any]]:
-    shown: List[Dict[str, Any]] = []
-    for row in rows:
-        outcome = journal.settled(row)
-        if outcome is not None and outcome.status == "rejected" and len(shown) < SHOWN_REJECTS:
-            shown.append({"row": row.key, "errors": outcome.errors})
-    return shown
-
-
-def _columns(items: List[Dict[str, Any]]) -> Dict[str, None]:
-    columns: Dict[str, None] = {}
-    for item in items[:1000]:
-        columns.update(dict.fromkeys(item))
-    return columns
+    """The first rejected rows of this push, with their errors, as the journal has them now."""
+    rejected = [{"row": key, "errors": outcome.errors}
+                for key, outcome in settled_rows(journal, rows).items()
+                if outcome.status == "rejected"]
+    return rejected[:SHOWN_REJECTS]
 
 
 def render(summary: Dict[str, Any], seconds: float) -> str:

@@ -39,6 +39,8 @@ class PushRow:
     body: Dict[str, Any]
     content_hash: str
     errors: FieldErrors = field(default_factory=dict)
+    #: the row as it came, the columns that are body fields (what a push pipeline is given)
+    item: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def valid(self) -> bool:
@@ -60,7 +62,8 @@ def prepare_row(item: Mapping[str, Any], phone_separators: str) -> PushRow:
     content_hash = _content_hash(values)
     email = body.get("email")
     key = email.lower() if isinstance(email, str) else f"row:{content_hash}"
-    return PushRow(key, email, body, content_hash, errors)
+    item_fields = {k: v for k, v in item.items() if k in S.PUSH_FIELDS}
+    return PushRow(key, email, body, content_hash, errors, item_fields)
 
 
 def ignored_columns(columns: List[str]) -> List[str]:

@@ -214,9 +214,9 @@ MAX_CURSOR_IDS = 1000
 
 
 # ---- Reverse ETL: ``rackwave push leads`` (POST /leads) -------------------------------------
-# Documented body fields of POST /leads; ``status`` is in the documented example body only.
+# Documented body fields of POST /leads (name and email required: push_rows.py checks them);
+# ``status`` is in the documented example body only.
 PUSH_FIELDS: Tuple[str, ...] = ("name", "email", "phone", "company", "source", "status", "tags")
-PUSH_REQUIRED: Tuple[str, ...] = ("name", "email")  # documented
 LEAD_SOURCES: Tuple[str, ...] = ("api", "website", "referral", "manual")  # documented
 E164_PATTERN = r"^\+[1-9]\d{1,14}$"  # documented: E.164
 # Assumed: an address is something@domain.tld with no spaces (the API's own check may be
