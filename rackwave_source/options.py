@@ -201,17 +201,20 @@ def require_secret(setting: str, value: Optional[str]) -> str:
     return str(value).strip()
 
 
-def validate_concurrency(value: object) -> int:
-    """Parallel page requests of a full scan: 1 (sequential) .. MAX_CONCURRENCY."""
+def whole_number(setting: str, value: object, highest: int, fix: str) -> int:
+    """A whole number from 1 to ``highest`` (as text too: the environment gives text)."""
     text = str(value).strip()
     number = int(text) if text.isdigit() and not isinstance(value, bool) else -1
-    if not 1 <= number <= S.MAX_CONCURRENCY:
-        raise ConfigurationError(
-            "concurrency",
-            f"{value!r} is outside 1..{S.MAX_CONCURRENCY}",
-            f"Use a whole number of parallel requests; {S.DEFAULT_CONCURRENCY} is the default.",
-        )
+    if not 1 <= number <= highest:
+        raise ConfigurationError(setting, f"{value!r} is outside 1..{highest}", fix)
     return number
+
+
+def validate_concurrency(value: object) -> int:
+    """Parallel page requests of a full scan: 1 (sequential) .. MAX_CONCURRENCY."""
+    return whole_number(
+        "concurrency", value, S.MAX_CONCURRENCY,
+        f"Use a whole number of parallel requests; {S.DEFAULT_CONCURRENCY} is the default.")
 
 
 def validate_rate(value: object) -> Optional[float]:

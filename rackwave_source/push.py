@@ -78,11 +78,13 @@ class LeadPusher:
         with ThreadPoolExecutor(min(self.concurrency, len(to_send)),
                                 thread_name_prefix="rackwave-push") as pool:
             futures = [pool.submit(self._send, row, load_id) for row in to_send]
-        errors = [f.exception() for f in futures if f.exception() is not None]
-        if errors:
-            raise errors[0]  # type: ignore[misc]
-        if not all(f.result() for f in futures):  # a signal stopped the batch
-            raise PushInterrupted(sum(1 for f in futures if not f.result()))
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
+        left = sum(1 for future in futures if not future.result())
+        if left:  # a signal stopped the batch
+            raise PushInterrupted(left)
 
     def plan(self, items: Iterable[Mapping[str, Any]]) -> List[PushRow]:
         """The batch's rows, checked; a key seen twice keeps its first row (one lead per email:

@@ -32,7 +32,7 @@ from dlt.extract.resource import DltResource
 
 from . import settings as S
 from .client import RackwaveClient
-from .exceptions import ConfigurationError, RackwaveFatalError, RackwaveTransientError
+from .exceptions import RackwaveFatalError, RackwaveTransientError
 from .options import (
     readable_setting_errors,
     require_secret,
@@ -40,6 +40,7 @@ from .options import (
     validate_ca_bundle,
     validate_rate,
     validate_wait,
+    whole_number,
 )
 from .push import LeadPusher
 from .push_journal import Outcome, PushJournal, default_journal_path
@@ -148,12 +149,7 @@ def _resolved(
 
 
 def _whole(setting: str, value: object, highest: int) -> int:
-    text = str(value).strip()
-    number = int(text) if text.isdigit() and not isinstance(value, bool) else -1
-    if not 1 <= number <= highest:
-        raise ConfigurationError(setting, f"{value!r} is outside 1..{highest}",
-                                 f"Set a whole number from 1 to {highest}.")
-    return number
+    return whole_number(setting, value, highest, f"Set a whole number from 1 to {highest}.")
 
 
 def push_log(outcomes: Sequence[Outcome]) -> DltResource:
