@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also churn on status=/search= lists")
     p.add_argument("--count-lag", type=int, default=d.count_lag,
                    help="meta.total trails the data by this many records")
+    p.add_argument("--page-cap", type=int, default=d.page_cap,
+                   help="serve at most this many records per page, whatever per_page asks (and say so)")
     return p
 
 
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             churn_deletes=args.churn_deletes,
             churn_on_filtered=args.churn_on_filtered,
             count_lag=args.count_lag,
+            page_cap=args.page_cap,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -50,6 +50,7 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
     "churn_deletes",
     "churn_on_filtered",
     "count_lag",
+    "page_cap",
 )
 
 #: Upper bound of ``churn_creates``/``churn_deletes``: churn runs under the store lock, so a
@@ -105,6 +106,11 @@ class SandboxConfig:
             ``max(0, real_total - count_lag)`` while ``data`` comes from the
             real list. A client that stops at ``last_page`` then misses the
             oldest records. Applies to filtered lists too.
+        page_cap: The most records this server puts on one page, whatever
+            ``per_page`` asks for (``None``: the documented 100). Like many
+            real servers, it says so: ``meta.per_page`` and ``last_page`` are
+            those of the page size it used. A client that takes a page shorter
+            than the size it asked for as the last one loses the rest.
     """
 
     leads: int = 1000
@@ -122,6 +128,7 @@ class SandboxConfig:
     churn_deletes: float = 0.0
     churn_on_filtered: bool = True
     count_lag: int = 0
+    page_cap: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -158,6 +165,10 @@ class SandboxConfig:
             raise ValueError("churn_on_filtered must be true or false")
         if isinstance(self.count_lag, bool) or not isinstance(self.count_lag, int) or self.count_lag < 0:
             raise ValueError("count_lag must be an integer >= 0")
+        if self.page_cap is not None and (
+            isinstance(self.page_cap, bool) or not isinstance(self.page_cap, int) or self.page_cap < 1
+        ):
+            raise ValueError("page_cap must be an integer >= 1 or null")
 
     @property
     def effective_burst(self) -> int | None:
@@ -191,9 +202,9 @@ class SandboxConfig:
         """
         if value is None:
             return None
-        if name == "count_lag":
+        if name in ("count_lag", "page_cap"):
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError("count_lag must be an integer >= 0")
+                raise ValueError(f"{name} must be an integer")
             return value
         if name == "churn_on_filtered":
             if not isinstance(value, bool):

@@ -338,6 +338,8 @@ def handle_list(state: SandboxState, kind: str, query: dict[str, list[str]]) -> 
     page, per_page, status, search = parsed
     store = state.store
     cfg = state.config
+    if cfg.page_cap is not None:
+        per_page = min(per_page, cfg.page_cap)  # served and reported (meta.per_page) as used
     creates, deletes, count_lag = cfg.churn_creates, cfg.churn_deletes, cfg.count_lag
     if not (creates or deletes) or (
         not cfg.churn_on_filtered and (status is not None or search is not None)

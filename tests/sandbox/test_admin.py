@@ -109,7 +109,8 @@ def test_configure_validates_and_reports(sandbox: RunningServer) -> None:
     settings = sandbox.admin.configure(latency_ms=5, error_rate=0.1)
     assert settings == {"latency_ms": 5.0, "rate_limit": None, "rate_burst": None, "error_rate": 0.1,
                         "drop_rate": 0.0, "token_ttl": 3600.0, "churn_creates": 0.0, "churn_deletes": 0.0,
-                        "churn_on_filtered": True, "count_lag": 0}
+                        "churn_on_filtered": True, "count_lag": 0,
+                        "page_cap": None}
     with pytest.raises(AdminError, match="422"):
         sandbox.admin.configure(error_rate=2)
     with pytest.raises(AdminError, match="422"):

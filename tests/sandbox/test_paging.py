@@ -10,6 +10,8 @@ import requests
 from rackwave_sandbox import RunningServer
 from rackwave_sandbox.config import LEAD_STATUSES
 
+from .conftest import authed_session
+
 INVALID = "The given data was invalid."
 PER_PAGE_MSG = {"per_page": ["The per page must be between 1 and 100."]}
 
@@ -131,3 +133,15 @@ def test_contacts_search(api: requests.Session, sandbox: RunningServer) -> None:
         "müller" in " ".join(str(r.get(f) or "") for f in ("first_name", "last_name", "email", "company")).lower()
         for r in records
     )
+
+
+
+def test_page_cap_serves_fewer_records_than_asked_and_says_so(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+    server = sandbox_factory(leads=120, contacts=5, page_cap=50)
+    api = authed_session(server)
+    body = _get(api, server, "/leads", page=1, per_page=100).json()
+    assert len(body["data"]) == 50
+    assert body["meta"] == {"total": 120, "per_page": 50, "current_page": 1, "last_page": 3}
+    assert len(_get(api, server, "/leads", page=3, per_page=100).json()["data"]) == 20
+    small = _get(api, server, "/leads", page=2, per_page=30).json()
+    assert small["meta"]["per_page"] == 30 and len(small["data"]) == 30
