@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterable, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .decode import Page
 
@@ -53,27 +53,36 @@ class Observation:
     lo_ids: FrozenSet[Optional[str]]  # ids listed at ``lo`` (the page's last timestamp)
     hi_ids: FrozenSet[Optional[str]]  # ids listed at ``hi`` (the page's first timestamp)
     total: int
-    size: int
+    size: int  # records with a ``created_at`` (what anchors the range)
     sent_at: float
     received_at: float
+    ends: bool = False  # nothing follows the page (``Page.ends_list``)
+
+    @property
+    def blind(self) -> bool:
+        """A page with no record to anchor a range (empty, or every record set aside for
+        quarantine) that does not end the list: it certifies nothing by itself, but pages proven
+        joined across it are (:func:`chained_joins`)."""
+        return not self.size and not self.ends
 
     @classmethod
     def of(cls, page: Page, per_page: int) -> "Observation":
         per_page = page.per_page or per_page
         ts, ids = page.created_us, page.ids
-        if not ts:  # empty (or every record quarantined: nothing to anchor a range)
+        ends = page.ends_list
+        if not ts:  # empty, or every record quarantined: nothing to anchor a range
             hi = POS_INF if page.number == 1 else NEG_INF
             return cls(page.number, per_page, NEG_INF, hi, frozenset(), frozenset(), page.total, 0,
-                       page.sent_at, page.received_at)
+                       page.sent_at, page.received_at, ends)
         first, last = int(ts[0]), int(ts[-1])  # type: ignore[arg-type]
         return cls(
             number=page.number, per_page=per_page,
-            lo=NEG_INF if page.size < per_page else last,
+            lo=NEG_INF if ends else last,
             hi=POS_INF if page.number == 1 else first,
             lo_ids=frozenset(i for t, i in zip(ts, ids) if t == last),
             hi_ids=frozenset(i for t, i in zip(ts, ids) if t == first),
             total=page.total, size=len(ts), sent_at=page.sent_at,
-            received_at=page.received_at,
+            received_at=page.received_at, ends=ends,
         )
 
 
@@ -103,10 +112,44 @@ def pairs_proven_by_counts(observations: Iterable[Observation]) -> List[Tuple[Ob
 
 
 def join_range(upper: Observation, lower: Observation) -> Tuple[int, int]:
-    """The closed range between two pages, as an open range (``lo - 1``, ``hi + 1``)."""
+    """The closed range between two pages, as an open range (``lo - 1``, ``hi + 1``); an empty
+    range when ``lower`` is blind (its upper edge is unknown: see :func:`chained_joins`)."""
     hi = upper.lo if upper.size else upper.hi
-    lo = lower.hi if lower.size else NEG_INF
+    if lower.size:
+        lo = lower.hi
+    elif lower.ends:
+        lo = NEG_INF
+    else:
+        return NEG_INF, NEG_INF
     return max(NEG_INF, lo - 1), min(POS_INF, hi + 1)
+
+
+def chained_joins(pairs: Sequence[Tuple[Observation, Observation]]) -> List[Tuple[int, int]]:
+    """The open ranges that joined neighbours vouch for, each from an anchored page down to the
+    next anchored one, across blind pages between them: pages ``p``, ``p+1`` (blind) and ``p+2``
+    proven joined pair by pair hold every record between ``p``'s last and ``p+2``'s first (those on
+    ``p+1`` have no ``created_at`` to miss). A chain that starts on a blind page anchors nothing,
+    but page 1, whose upper edge is the top of the list."""
+    below: Dict[int, List[Observation]] = {}
+    for upper, lower in pairs:
+        below.setdefault(id(upper), []).append(lower)
+    out: List[Tuple[int, int]] = []
+    for upper, lower in pairs:
+        if upper.blind and upper.number != 1:
+            continue
+        frontier, steps = [lower], 0
+        while frontier and steps < _MAX_CHAIN:
+            steps += 1
+            page = frontier.pop()
+            if page.blind:
+                frontier.extend(below.get(id(page), ()))
+            else:
+                out.append(join_range(upper, page))
+    return out
+
+
+#: Blind pages a chain crosses at most (a run of pages whose records were all quarantined).
+_MAX_CHAIN = 64
 
 
 def _edge_indexes(ts: List[Optional[int]]) -> List[int]:
@@ -194,10 +237,9 @@ class Coverage:
         Ids = FrozenSet[Optional[str]]
         ranges: List[Tuple[int, int, Ids, Ids, Optional[Observation]]] = []
         for obs in self.observations:
-            if obs.size or obs.number == 1:
+            if obs.size or (obs.number == 1 and obs.ends):
                 ranges.append((obs.lo, obs.hi, obs.lo_ids, obs.hi_ids, obs))
-        for upper, lower in pairs_proven_by_counts(self.observations):
-            lo, hi = join_range(upper, lower)
+        for lo, hi in chained_joins(pairs_proven_by_counts(self.observations)):
             ranges.append((lo, hi, frozenset(), frozenset(), None))
         for lo, hi in self.extra_joins:
             ranges.append((lo, hi, frozenset(), frozenset(), None))

@@ -49,9 +49,13 @@ class Page:
     total: int
     last_page: int
     rejected: List[Dict[str, Any]] = dataclass_field(default_factory=list)
+    #: ``meta.per_page``: the page size the server used for this page (0: it did not say)
+    served_per_page: int = 0
     sent_at: float = 0.0
     received_at: float = 0.0
-    per_page: int = 0  # the page size it was asked for with (set by the endpoint)
+    #: the page size of this page's geometry: the server's own when it said, else the size asked
+    #: for (set by the endpoint)
+    per_page: int = 0
     #: ``created_at`` as integer microseconds (UTC) and ``id``, one per record, as Python lists.
     #: Computed where the page is decoded (a fetching thread), so the single thread that consumes
     #: pages does no Arrow compute per page: each such call releases the GIL and then waits its
@@ -70,6 +74,22 @@ class Page:
         page was full."""
         rows: int = self.records.num_rows
         return rows + len(self.rejected)
+
+    @property
+    def ends_list(self) -> bool:
+        """Whether nothing follows this page: it is shorter than the server's own page size
+        (``per_page``, taken from the answer, never from the size asked) and its meta says no
+        page follows (``current_page >= last_page``). A full page never ends a pass, whatever
+        ``last_page`` says (a count that trails the data would hide the oldest records); a short
+        page that meta says is followed by more does not either (a server that leaves records
+        out of a page)."""
+        return self.size < self.per_page and self.number >= self.last_page
+
+    @property
+    def timed(self) -> bool:
+        """Whether any record of the page has a ``created_at`` to anchor it (a page of records
+        all set aside for quarantine has none, though it is not empty)."""
+        return bool(self.created_us)
 
 
 def _read_schema(columns: TColumns) -> pa.Schema:
@@ -188,8 +208,9 @@ class PageReader:
         lengths = pc.list_value_length(data).to_pylist()
         records = self._shape(data.flatten())
         start = 0
-        for number, length, (total, last_page) in zip(numbers, lengths, metas):
-            yield Page(number, records.slice(start, length), total, last_page)
+        for number, length, (total, last_page, served) in zip(numbers, lengths, metas):
+            yield Page(number, records.slice(start, length), total, last_page,
+                       served_per_page=served)
             start += length
 
     def page(self, url: str, number: int, body: Union[pa.Table, Any]) -> Page:
@@ -203,10 +224,10 @@ class PageReader:
             meta = body.column("meta")[0].as_py()
             if data.null_count:
                 raise self._envelope_error(url, number, "`data` is missing or not a list")
-            total, last_page = self._meta(url, number, meta)
+            total, last_page, served = self._meta(url, number, meta)
             try:
-                return self._without_keyless(
-                    Page(number, self._shape(data.flatten()), total, last_page))
+                return self._without_keyless(Page(
+                    number, self._shape(data.flatten()), total, last_page, served_per_page=served))
             except _Misfit:  # sorted out value by value below
                 body = {"data": data.flatten().to_pylist(), "meta": meta}
         if not isinstance(body, dict):
@@ -215,16 +236,16 @@ class PageReader:
         data, meta = body.get("data"), body.get("meta")
         if not isinstance(data, list):
             raise self._envelope_error(url, number, "`data` is missing or not a list")
-        total, last_page = self._meta(url, number, meta)
+        total, last_page, served = self._meta(url, number, meta)
         if self.quarantine:
-            return self._sorted_out(number, data, total, last_page)
+            return self._sorted_out(number, data, total, last_page, served)
         for index, record in enumerate(data):
             if not isinstance(record, dict):
                 raise self._envelope_error(
                     url, number, f"record {index} is a {type(record).__name__}, not an object")
         return Page(number, self.privacy.table(to_arrow(
             self.resource, number, data, self.columns, self.schema, self.types)),
-                    total, last_page)
+                    total, last_page, served_per_page=served)
 
     def _without_keyless(self, page: Page) -> Page:
         """With quarantine on, records without id or created_at are set aside (else the run
@@ -234,21 +255,29 @@ class PageReader:
         table, rejected = set_aside_keyless(self.resource, page.number, page.records)
         if not rejected:
             return page
-        return Page(page.number, table, page.total, page.last_page, rejected)
+        return Page(page.number, table, page.total, page.last_page, rejected,
+                    served_per_page=page.served_per_page)
 
-    def _sorted_out(self, number: int, data: List[Any], total: int, last_page: int) -> Page:
+    def _sorted_out(self, number: int, data: List[Any], total: int, last_page: int,
+                    served: int) -> Page:
         table, rejected = sort_out(self.resource, number, data, self.columns, self.schema,
                                    self.types, self.privacy)
-        return Page(number, table, total, last_page, rejected)
+        return Page(number, table, total, last_page, rejected, served_per_page=served)
 
-    def _meta(self, url: str, number: int, meta: Any) -> Tuple[int, int]:
+    def _meta(self, url: str, number: int, meta: Any) -> Tuple[int, int, int]:
+        """``(total, last_page, per_page)``; ``per_page`` 0 when the server left it out (the
+        documented envelope has it; without it, the size asked for stands in)."""
         if not isinstance(meta, Mapping):
             raise self._envelope_error(url, number, "`meta` is missing or not an object")
         total, last_page = meta.get("total"), meta.get("last_page")
         if not (_is_int(total) and _is_int(last_page)):
             raise self._envelope_error(
                 url, number, "`meta.total` and `meta.last_page` must be integers")
-        return int(total), int(last_page)
+        served = meta.get("per_page")
+        if served is not None and not (_is_int(served) and served >= 1):
+            raise self._envelope_error(
+                url, number, f"`meta.per_page` must be a positive integer, not {served!r}")
+        return int(total), int(last_page), int(served or 0)
 
     def _envelope_error(self, url: str, number: int, problem: str) -> UnexpectedResponseError:
         return UnexpectedResponseError(

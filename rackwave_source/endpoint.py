@@ -9,6 +9,7 @@ when it was asked for and answered, which the scan's coverage arithmetic needs.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -17,6 +18,8 @@ import pyarrow as pa
 from . import settings as S
 from .client import RackwaveClient
 from .decode import Page, PageReader, check_page
+
+logger = logging.getLogger("rackwave_source")
 
 
 class ListEndpoint:
@@ -33,7 +36,10 @@ class ListEndpoint:
         self.client = client
         self.path = path
         self.reader = reader
+        #: the page size asked for (``per_page``), until a server that serves fewer says so
+        #: (``meta.per_page``): from then on its own size, so page numbers mean what it means
         self.per_page = per_page
+        self.asked_per_page = per_page
         self.filters: Dict[str, str] = dict(filters or {})
         self.url = client.base_url + path
 
@@ -56,8 +62,20 @@ class ListEndpoint:
         received = time.monotonic()
         page = check_page(self.resource, self.reader.page(self.url, number, body))
         page.sent_at, page.received_at = sent, received
-        page.per_page = per_page or self.per_page
+        self._geometry(page, per_page or self.per_page)
         return page
+
+    def _geometry(self, page: Page, asked: int) -> None:
+        """The page's own page size: the server's (``meta.per_page``) when it said, else the size
+        asked for. A server serving fewer than asked is taken at its word for the rest of the
+        run: later pages are asked for at its size (logged once)."""
+        served = page.served_per_page
+        page.per_page = served or asked
+        if served and served < asked and asked == self.per_page:
+            if self.per_page == self.asked_per_page:
+                logger.info("%s: the API serves %d records per page (per_page %d asked); pages are "
+                            "read at its size", self.resource, served, asked)
+            self.per_page = served
 
     def run(self, numbers: Sequence[int]) -> List[Page]:
         """Fetches consecutive pages one after another (each asked for only once the one before
@@ -79,7 +97,7 @@ class ListEndpoint:
                 pages.append(self.page(number))
                 continue
             page.sent_at, page.received_at = sent, received
-            page.per_page = self.per_page
+            self._geometry(page, self.per_page)
             pages.append(check_page(self.resource, page))
         return pages
 
@@ -99,7 +117,7 @@ class ListEndpoint:
                 if record_id in page.ids:
                     row = page.records.slice(page.ids.index(record_id), 1)
                     return row if self._in_view(row) else None
-                if page.size < self.per_page:
+                if page.ends_list or not page.size:
                     break
                 number += 1
                 if number > S.LOOKUP_MAX_PAGES:

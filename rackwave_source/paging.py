@@ -1,8 +1,10 @@
 """Passes over a list endpoint: one page after another, or contiguous blocks on many workers.
 
-A pass never trusts ``meta.total`` or ``meta.last_page`` to say where the list ends: a count that
-trails the data by a record would leave the oldest record unread. It reads on while pages are full
-and stops on a short or empty page. ``last_page`` only sizes the work up front.
+A pass never trusts ``meta.total`` or ``meta.last_page`` alone to say where the list ends: a count
+that trails the data by a record would leave the oldest record unread. It reads on while pages are
+full, and stops on a page that is short *by the server's own page size* (``meta.per_page``, not
+the size asked for: a server may serve fewer) and that its meta says is the last
+(``Page.ends_list``). ``last_page`` otherwise only sizes the work up front.
 
 The concurrent pass gives each worker a contiguous block of pages that it reads in order, each
 page asked for only once the one before was answered. That order is what lets the totals of two
@@ -48,12 +50,13 @@ def plan_blocks(first: int, last: int, workers: int, min_pages: int = S.MIN_BLOC
 
 
 def sequential_pass(endpoint: ListEndpoint, start: int = 1) -> Iterator[Page]:
-    """Pages ``start``, ``start + 1``, ... until a short or empty page; the caller may stop early."""
+    """Pages ``start``, ``start + 1``, ... until the list ends (``Page.ends_list``); the caller may
+    stop early."""
     number = start
     while True:
         page = endpoint.page(number)
         yield page
-        if page.size < endpoint.per_page:
+        if page.ends_list:
             return
         number += 1
 
@@ -73,7 +76,7 @@ def concurrent_pass(
     pages reach below ``stop_below_us`` (``start_date``). Closing the generator (an early stop or
     an error) stops the workers before their next request.
     """
-    if first.size < endpoint.per_page:
+    if first.ends_list:
         return
     blocks = plan_blocks(2, max(2, first.last_page), max(1, concurrency))
     out: "queue.Queue[_Item]" = queue.Queue(maxsize=2)
@@ -95,9 +98,9 @@ def concurrent_pass(
                 size = max(1, min(pages_per_read, end - number + 1))
                 run = endpoint.run(range(number, number + size))
                 put(run)
-                if any(page.size < endpoint.per_page for page in run):
+                if any(page.ends_list for page in run):
                     return
-                if stop_below_us is not None and run[-1].created_us[-1] < stop_below_us:  # type: ignore[operator]
+                if stop_below_us is not None and _below(run, stop_below_us):
                     return
                 number += size
                 if number > block.last and not block.open_ended:
@@ -123,6 +126,14 @@ def concurrent_pass(
     finally:
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _below(run: List[Page], bound_us: int) -> bool:
+    """Whether the last record with a ``created_at`` in ``run`` is older than ``bound_us``."""
+    for page in reversed(run):
+        if page.created_us:
+            return page.created_us[-1] < bound_us  # type: ignore[operator]
+    return False
 
 
 def page_of(position: int, per_page: int) -> int:

@@ -28,15 +28,15 @@ def probe_top(endpoint: ListEndpoint, first: Page) -> Iterator[Page]:
     of the newest one before it: a page reaches the old top when it holds one of ``first``'s
     records, or a record older than all of them.
     """
-    top = first.created_us[0] if first.size else None
+    top = first.created_us[0] if first.timed else None
     old = set(first.ids)
     number = 1
     while True:
         page = endpoint.page(number)
         yield page
-        if page.size < endpoint.per_page or top is None:
+        if page.ends_list or top is None:
             return
-        if page.created_us[-1] < top or not old.isdisjoint(page.ids):  # type: ignore[operator]
+        if (page.timed and page.created_us[-1] < top) or not old.isdisjoint(page.ids):  # type: ignore[operator]
             return
         number += 1
 
@@ -76,7 +76,7 @@ def window(position: int, per_page: int) -> Tuple[int, int]:
 
 def _starts_above(page: Page, gap: Gap) -> bool:
     """Whether the page begins at or above the hole's upper edge (sharing a record there)."""
-    if page.number == 1 or not page.size:
+    if page.number == 1 or not page.timed:
         return page.number == 1
     first = page.created_us[0]
     if first > gap.hi:  # type: ignore[operator]
@@ -99,6 +99,6 @@ def walk_gap(endpoint: ListEndpoint, gap: Gap, latest_total: int) -> Iterator[Pa
             number = max(1, number - 1)  # started inside or below the hole: one page up
             continue
         started = True
-        if page.size < size or page.created_us[-1] < gap.lo:  # type: ignore[operator]
+        if page.ends_list or (page.timed and page.created_us[-1] < gap.lo):  # type: ignore[operator]
             return
         number += 1

@@ -25,7 +25,7 @@ from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Seq
 import pyarrow as pa
 
 from . import settings as S
-from .coverage import Coverage, Observation, join_range, pairs_proven_by_counts
+from .coverage import Coverage, Observation, chained_joins, pairs_proven_by_counts
 from .cursor import ScanPlan
 from .decode import Page
 from .endpoint import ListEndpoint
@@ -125,7 +125,7 @@ class Scan:
         if not self.plan.full_scan or self.concurrency <= 1:
             for page in sequential_pass(self.endpoint):
                 yield self._take(page, main=True)
-                if since is not None and page.size and page.created_us[-1] < since:  # type: ignore[operator]
+                if since is not None and page.timed and page.created_us[-1] < since:  # type: ignore[operator]
                     return  # reached past the cursor bound: the rest is older
             return
         first = self.endpoint.page(1)
@@ -144,11 +144,11 @@ class Scan:
             walk.append(page)
             yield self._take(page, reread=True, top=True)
         if self._walk_joined(walk):
-            self.top_us = walk[0].created_us[0] if walk[0].size else self.top_us
+            self.top_us = walk[0].created_us[0] if walk[0].timed else self.top_us
         self.quiet = self._proven_quiet(walk[0])
         if self.quiet:
-            for upper, lower in self._main_neighbours():
-                self.coverage.join(*join_range(upper, lower))
+            for lo, hi in chained_joins(self._main_neighbours()):
+                self.coverage.join(lo, hi)
 
     def _holes(self) -> Iterator[Kept]:
         for _ in range(S.MAX_REREAD_ROUNDS):
@@ -176,7 +176,7 @@ class Scan:
             self._main.append(self.coverage.observations[-1])
             if self._first is None:
                 self._first = page
-                self.top_us = page.created_us[0] if page.size else None
+                self.top_us = page.created_us[0] if page.timed else None
         if reread:
             self.counts.rereads += 1
         since = self._since_us

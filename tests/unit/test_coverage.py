@@ -22,8 +22,9 @@ def page(number: int, created: Sequence[int], total: int, at: float,
         "id": pa.array(ids, pa.string()),
         "created_at": pa.array([c * US for c in created], pa.timestamp("us", tz="UTC")),
     })
-    result = Page(number, table, total, max(1, -(-total // PER_PAGE)))
+    result = Page(number, table, total, max(1, -(-total // PER_PAGE)), served_per_page=PER_PAGE)
     result.sent_at, result.received_at = at - 0.01, at
+    result.per_page = PER_PAGE  # as the endpoint sets it, from meta.per_page
     return result
 
 
@@ -127,9 +128,44 @@ def test_a_count_that_trails_the_data_by_a_constant_proves_as_much_as_an_exact_o
 
 def test_a_short_page_vouches_for_everything_below_it():
     coverage = Coverage(PER_PAGE)
-    coverage.add(page(2, (60, 50), 8, at=1))  # short: the end of the list, read first
-    coverage.add(page(1, (90, 80, 70), 8, at=2))
+    coverage.add(page(2, (60, 50), 5, at=1))  # short and the last: the end of the list, read first
+    coverage.add(page(1, (90, 80, 70), 5, at=2))
     assert holes(coverage) == [(60 * US, 70 * US)]  # only the seam between them
+
+
+def test_a_short_page_whose_meta_says_more_follow_vouches_only_for_itself():
+    # a server that leaves records out of a page: page 2 of 3 is short, page 3 is still to come
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 8, at=1))
+    coverage.add(page(2, (60, 50), 8, at=2))
+    assert holes(coverage) == [(NEG_INF, 50 * US)]
+    coverage.add(page(3, (40, 30, 20), 8, at=3))
+    coverage.add(page(4, (), 8, at=4))
+    assert holes(coverage) == []
+
+
+def test_a_page_of_records_all_quarantined_is_crossed_by_the_counts_around_it():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 9, at=1))
+    blind = page(2, (), 9, at=2)
+    blind.rejected = [{"record": str(n)} for n in range(PER_PAGE)]  # listed, none with a created_at
+    coverage.add(blind)
+    assert holes(coverage) == [(NEG_INF, 70 * US)]  # nothing below page 1 vouched for yet
+    coverage.add(page(3, (30, 20, 10), 9, at=3))
+    assert holes(coverage) == [(NEG_INF, 10 * US)]  # pages 1 to 3 joined across the blind one
+    coverage.add(page(4, (), 9, at=4))
+    assert holes(coverage) == []
+
+
+def test_a_blind_page_answered_out_of_order_joins_nothing():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 80, 70), 9, at=1))
+    coverage.add(page(3, (30, 20, 10), 9, at=2))  # read before page 2: no count proof 2 -> 3
+    blind = page(2, (), 9, at=3)
+    blind.rejected = [{"record": str(n)} for n in range(PER_PAGE)]
+    coverage.add(blind)
+    coverage.add(page(4, (), 9, at=4))
+    assert holes(coverage) == [(30 * US, 70 * US)]
 
 
 def test_page_sizes_differ_so_numbers_do_not_pair():
