@@ -2,15 +2,25 @@
 
 Every decision about quarantine lives here: which records go (no ``id`` or ``created_at``, not an
 object, a key field of the wrong type), what is kept of them, and the item that carries them to
-the ``rackwave_quarantine`` table, an append-only variant of the resource's table. With
-``bad_records = "fail"`` (the default) the same problems stop the run instead, naming the resource,
-the page and the record.
+the ``rackwave_quarantine`` table, a variant of the resource's table. With ``bad_records =
+"fail"`` (the default) the same problems stop the run instead, naming the resource, the page and
+the record.
+
+One row per distinct record. A bad record stays in the API, and every run that reads its page
+reads it again: the table is merged on ``record_key``, a hash of the resource and the record's
+content (after hashing and excluding columns), so it holds each record once however many runs
+read it, with ``first_seen_at`` and ``last_seen_at``. A changed record is another row. When a
+record was first seen is kept in the resource's state (:class:`QuarantineLedger`, committed with
+the load like the cursor), since a merge replaces the whole row. The same ledger tells the run's
+reconciliation how many records the API holds that the table of records does not
+(``reconciliation.py``): a full scan replaces it with what it saw, an incremental run adds to it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, MutableMapping, Optional, Tuple
 
 import dlt
 import pyarrow as pa
@@ -20,12 +30,15 @@ from dlt.common.json import json
 
 from . import settings as S
 from .arrow_shape import to_arrow
+from .cursor import from_iso, to_iso
 from .drift import ColumnTypes
 from .exceptions import UnexpectedResponseError
 from .privacy import Privacy
 from .schema import TColumns
+from .warehouse import merged_variant_hints
 
 QUARANTINE_TABLE = "rackwave_quarantine"
+QUARANTINE_KEY = "record_key"
 
 
 def quarantine_row(resource: str, page: int, index: int, record: Any, reason: str) -> Dict[str, Any]:
@@ -89,10 +102,58 @@ def _problem(
     return None
 
 
-def quarantine_item(rows: List[Dict[str, Any]], when: datetime) -> Any:
-    """Rejected records as an item for the quarantine table, beside the resource's."""
-    for row in rows:
-        row["quarantined_at"] = when
-    return dlt.mark.with_hints(
-        rows, dlt.mark.make_hints(table_name=QUARANTINE_TABLE), create_table_variant=True
-    )
+#: The resource state's key: ``{record_key: first_seen_at}`` of the records set aside that the
+#: API holds, as far as the runs saw (a full scan replaces it; incremental runs add).
+STATE_QUARANTINED = "quarantined"
+
+
+def record_key(row: Dict[str, Any]) -> str:
+    """The quarantine row's key: the resource and the record's content, hashed."""
+    digest = hashlib.sha256(f"{row['resource']}\x00{row['record']}".encode())
+    return digest.hexdigest()[:32]
+
+
+class QuarantineLedger:
+    """The records one run sets aside, each once, dated from when a run first saw it."""
+
+    def __init__(self, resource: str, state: MutableMapping[str, Any], full_scan: bool) -> None:
+        self._resource = resource
+        self._state = state
+        self._known: Dict[str, str] = dict(state.get(STATE_QUARANTINED) or {})
+        self._seen: Dict[str, str] = {}
+        self._full_scan = full_scan
+
+    def item(self, rows: List[Dict[str, Any]], when: datetime) -> Any:
+        """Rejected records as an item for the quarantine table, beside the resource's; a record
+        this run already set aside (a page read again) is left out."""
+        out = []
+        for row in rows:
+            key = record_key(row)
+            if key in self._seen:
+                continue
+            first = self._known.get(key) or to_iso(when)
+            self._seen[key] = first
+            out.append({**row, QUARANTINE_KEY: key, "first_seen_at": from_iso(first),
+                        "last_seen_at": when, "_dlt_id": key})
+        return dlt.mark.with_hints(out, dlt.mark.make_hints(
+            table_name=QUARANTINE_TABLE, **merged_variant_hints(self._resource)),
+            create_table_variant=True)
+
+    @property
+    def new(self) -> int:
+        """Records set aside for the first time by this run."""
+        return sum(1 for key in self._seen if key not in self._known)
+
+    @property
+    def held(self) -> int:
+        """Records set aside that the API holds as the run ends: those this full scan saw, or
+        those known before plus those this incremental run saw."""
+        return len(self._seen) if self._full_scan else len(self._known.keys() | self._seen.keys())
+
+    def close(self) -> None:
+        """Writes the ledger to the state (called once every page was read)."""
+        known = self._seen if self._full_scan else {**self._known, **self._seen}
+        if known:
+            self._state[STATE_QUARANTINED] = dict(sorted(known.items())[:S.MAX_QUARANTINE_KEYS])
+        else:
+            self._state.pop(STATE_QUARANTINED, None)

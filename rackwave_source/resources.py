@@ -27,7 +27,7 @@ from .history import Versions
 from .history import declare as declare_history
 from .options import ValidatedOptions
 from .privacy import check_state
-from .quarantine import QUARANTINE_TABLE, quarantine_item
+from .quarantine import QUARANTINE_KEY, QUARANTINE_TABLE, QuarantineLedger
 from .run_history import NewRows, current_load_id, history_item
 from .run_history import declare as declare_run_history
 from .progress import Progress
@@ -68,9 +68,10 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
         scan.skip_loaded(*loaded)  # loaded by an earlier run: a run with nothing new loads nothing
     batch = _Batches(json_text)
     fresh = NewRows(run.previous_cursor)
+    quarantine = QuarantineLedger(spec.name, run.state, run.plan.full_scan)
     for kept in scan.pages():
         if kept.rejected:
-            yield quarantine_item(kept.rejected, run.started_at)
+            yield quarantine.item(kept.rejected, run.started_at)
         fresh.add(kept.records)
         yield from batch.add(kept.records)
         yield from versions.add(kept.records)  # <resource>_history (history.py)
@@ -86,6 +87,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
                            else None)  # the table exists: a run with nothing new writes no file
     yield from versions.flush()
     http_after = client.stats(spec.path)
+    quarantine.close()
     flagged = deletions.confirmed if flag else 0  # each confirmed deletion is flagged now
     record = run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after},
                         flagged, fresh.count, current_load_id())
@@ -263,7 +265,8 @@ def make_resource(spec: S.ResourceSpec, client: RackwaveClient, options: Validat
     # it must not inherit the resource's columns, primary key or merge. So is rackwave_runs.
     declare_run_history(resource)
     resource.apply_hints(table_name=QUARANTINE_TABLE, create_table_variant=True,
-                         write_disposition="append", columns=QUARANTINE_COLUMNS)
+                         write_disposition="merge", primary_key=QUARANTINE_KEY,
+                         columns=QUARANTINE_COLUMNS)
     if options.history == "scd2":
         declare_history(resource, spec.columns)
     resource.apply_hints(primary_key=S.PRIMARY_KEY, write_disposition="merge",

@@ -37,7 +37,7 @@ from . import settings as S
 from .cursor import from_iso
 from .scan_run import RunRecord
 from .schema import RUN_COLUMNS
-from .warehouse import destination_kind, table_format
+from .warehouse import merged_variant_hints
 
 RUN_KEY = ("load_id", "resource")
 _ARROW_TYPES = {"text": pa.string(), "bigint": pa.int64(), "timestamp": pa.timestamp("us", "UTC")}
@@ -112,17 +112,6 @@ def history_item(resource: str, record: RunRecord) -> Any:
     """The run's row as an item for ``rackwave_runs``, beside the resource's table (nothing when
     there is no load to name, i.e. the resource iterated on its own)."""
     rows = [run_row(resource, record)] if record.load_id is not None else []
-    hints = dlt.mark.make_hints(table_name=S.RUNS_TABLE, **_lake_hints(resource))
+    hints = dlt.mark.make_hints(table_name=S.RUNS_TABLE, **merged_variant_hints(resource))
     return dlt.mark.with_hints(pa.Table.from_pylist(rows, schema=_ARROW_SCHEMA), hints,
                                create_table_variant=True)
-
-
-def _lake_hints(resource: str) -> Dict[str, Any]:
-    """On the filesystem destination, the table format the resource's table got from
-    ``pipeline.run(..., table_format="delta")``, which dlt gives the resource's own table only:
-    so ``rackwave_runs`` is a Delta table beside Delta tables (and merges). Plain parquet files
-    cannot merge: there it is appended to (as dlt would fall back to, with a warning)."""
-    if destination_kind() != "filesystem":
-        return {}
-    found = table_format(resource)
-    return {"table_format": found} if found else {"write_disposition": "append"}

@@ -75,7 +75,9 @@ QUARANTINE_COLUMNS: TColumns = {
     "record_id": _text(),
     "reason": _text(nullable=False),
     "record": _text(),
-    "quarantined_at": _timestamp(nullable=False),
+    "record_key": _text(nullable=False),  # the resource and the record's content, hashed
+    "first_seen_at": _timestamp(nullable=False),
+    "last_seen_at": _timestamp(nullable=False),
 }
 
 # One row per resource per completed run (run_history.py), written in the load it describes.

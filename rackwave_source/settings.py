@@ -211,6 +211,9 @@ RESOURCE_NAMES: Tuple[str, ...] = tuple(spec.name for spec in RESOURCES)
 # not load them again (a run with nothing new then writes nothing). More than this many records
 # sharing one created_at are not listed: the next run merges them again, as it always may.
 MAX_CURSOR_IDS = 1000
+# Records set aside for quarantine whose first sighting the state remembers (quarantine.py);
+# past that many, a record's first_seen_at restarts at the run that reads it.
+MAX_QUARANTINE_KEYS = 10_000
 
 
 # ---- Reverse ETL: ``rackwave push leads`` (POST /leads) -------------------------------------

@@ -7,7 +7,7 @@ holds. SQL destinations are read through ``pipeline.dataset()``, lake tables thr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
 import dlt
 import pyarrow as pa
@@ -50,6 +50,18 @@ def table_format(table: str) -> Optional[str]:
     except Exception:  # noqa: BLE001 - outside a pipeline
         return None
     return None if found is None else str(found)
+
+
+def merged_variant_hints(resource: str) -> Dict[str, Any]:
+    """Hints for an item of a merged table variant of ``resource`` (``rackwave_runs``,
+    ``rackwave_quarantine``). On the filesystem destination, the table format the resource's
+    table got from ``pipeline.run(..., table_format="delta")``, which dlt gives the resource's own
+    table only: so the variant is a Delta table beside Delta tables (and merges). Plain parquet
+    files cannot merge: there it is appended to (as dlt would fall back to, with a warning)."""
+    if destination_kind() != "filesystem":
+        return {}
+    found = table_format(resource)
+    return {"table_format": found} if found else {"write_disposition": "append"}
 
 
 @dataclass
