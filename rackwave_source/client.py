@@ -29,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -333,7 +334,22 @@ class RackwaveClient:
                 self.throttle.rate_limited_for(delay, sent_at)
                 continue
             self.throttle.succeeded()
+            if reply is not None and 200 <= reply.status < 300:
+                self._requesting.date = reply.headers.get("Date")
             return reply, body, failure, maybe_sent
+
+    def answered_at(self) -> Optional[datetime]:
+        """The server's clock (its ``Date`` header) on the last answer this thread received, or
+        None when it sent none: what only the server can tell, so a record dated ahead of it is
+        recognised whatever this machine's clock says."""
+        value = getattr(self._requesting, "date", None)
+        if not value:
+            return None
+        try:
+            parsed = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
     def _send(self, request: Request, token: str) -> BaseHTTPResponse:
         headers = {"Authorization": f"Bearer {token}"}

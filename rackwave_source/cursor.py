@@ -18,7 +18,12 @@ settle the rows it did not see (``deletions.py``). The rules here are few and ex
   A record created later in the same microsecond has another id and loads.
 * The cursor never moves past a record the run has not seen: it advances at most to the newest
   record of the top of the list as last read from page 1 (records created after that are newer,
-  so the next run reads them), see ``Scan.cursor_limit``.
+  so the next run reads them), and never past the server's clock when it answered the run's
+  first page (its ``Date`` header): a record dated in the future (a client with a wrong clock, a
+  migration) sorts first, and a cursor moved to it would skip every record created after this
+  run until the clock caught up. Records loaded above the cursor (``ahead_ids``) are skipped when
+  read again, like those at it, so a run with nothing new still loads nothing. See
+  ``Scan.cursor_us``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ STATE_CURSOR = "cursor"
 STATE_LAST_FULL_SCAN = "last_full_scan_at"
 #: the ids loaded with ``created_at`` exactly at the cursor (or absent: not known)
 STATE_CURSOR_IDS = "cursor_ids"
+#: ``{id: created_at}`` of the records loaded with a ``created_at`` after the cursor: dated after
+#: the server's clock, or created while the run read (absent: none, or too many to list)
+STATE_AHEAD_IDS = "ahead_ids"
 
 
 def utc_now() -> datetime:

@@ -51,6 +51,9 @@ class Page:
     rejected: List[Dict[str, Any]] = dataclass_field(default_factory=list)
     #: ``meta.per_page``: the page size the server used for this page (0: it did not say)
     served_per_page: int = 0
+    #: the server's clock when it answered (its ``Date`` header; this machine's clock when it
+    #: sent none), integer microseconds UTC, set by the endpoint; 0 unknown
+    server_us: int = 0
     sent_at: float = 0.0
     received_at: float = 0.0
     #: the page size of this page's geometry: the server's own when it said, else the size asked

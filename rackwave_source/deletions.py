@@ -43,9 +43,7 @@ from dlt.common.schema.typing import TColumnSchema
 from . import settings as S
 from .endpoint import ListEndpoint, LookupInconclusive
 from .scan import Scan, id_hash
-from .warehouse import LoadedTable
-
-DELETED_AT = "_rackwave_deleted_at"
+from .warehouse import DELETED_AT as DELETED_AT, LoadedTable
 
 
 def deleted_at_column(flag: bool) -> Dict[str, TColumnSchema]:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from . import settings as S
 from .client import RackwaveClient
+from .cursor import micros, utc_now
 from .decode import Page, PageReader, check_page
 
 logger = logging.getLogger("rackwave_source")
@@ -59,11 +60,17 @@ class ListEndpoint:
         sent = time.monotonic()
         body = self.client.get(self.path, self._params(number, extra, per_page),
                                decode=self.reader.decode)
-        received = time.monotonic()
+        received, clock = time.monotonic(), self._server_clock()
         page = check_page(self.resource, self.reader.page(self.url, number, body))
-        page.sent_at, page.received_at = sent, received
+        page.sent_at, page.received_at, page.server_us = sent, received, clock
         self._geometry(page, per_page or self.per_page)
         return page
+
+    def _server_clock(self) -> int:
+        """The server's time on the answer just received (``Date``), in microseconds; this
+        machine's clock for a server that sends no ``Date`` (the README lists the assumption)."""
+        answered = self.client.answered_at()
+        return micros(answered if answered is not None else utc_now())
 
     def _geometry(self, page: Page, asked: int) -> None:
         """The page's own page size: the server's (``meta.per_page``) when it said, else the size
@@ -85,18 +92,18 @@ class ListEndpoint:
         :meth:`page`, with the client's retries.
         """
         bodies: List[bytes] = []
-        times: List[Tuple[float, float]] = []
+        times: List[Tuple[float, float, int]] = []
         for number in numbers:
             sent = time.monotonic()
             bodies.append(self.client.get(self.path, self._params(number), decode=bytes))
-            times.append((sent, time.monotonic()))
+            times.append((sent, time.monotonic(), self._server_clock()))
         decoded = self.reader.pages(self.url, numbers, bodies)
         pages: List[Page] = []
-        for number, page, (sent, received) in zip(numbers, decoded, times):
+        for number, page, (sent, received, clock) in zip(numbers, decoded, times):
             if page is None:
                 pages.append(self.page(number))
                 continue
-            page.sent_at, page.received_at = sent, received
+            page.sent_at, page.received_at, page.server_us = sent, received, clock
             self._geometry(page, self.per_page)
             pages.append(check_page(self.resource, page))
         return pages

@@ -131,6 +131,30 @@ class ScanIncomplete(RackwaveTransientError):
         self.holes = holes
 
 
+class CountMismatch(RackwaveTransientError):
+    """A full scan ended with the warehouse holding another number of rows than the API counts,
+    and nothing the run saw (changes while it read, a count it learned to be steadily off, a
+    record no lookup could settle) explains the difference.
+
+    Raised at the end of the resource's read, so nothing of the run is loaded (the cursor and the
+    tables stay as they were): exit 0 must mean exact. Run again; if it persists, the API's
+    paging or count is not what the README's assumptions say.
+    """
+
+    def __init__(self, resource: str, held: int, counted: int, offset: int) -> None:
+        learned = f" (after the {offset:+,} this account's count was learned to be off by)" \
+            if offset else ""
+        super().__init__(
+            f"Rackwave `{resource}`: a full scan would leave {held:,} rows in the warehouse but the "
+            f"API counts {counted:,}{learned}, and nothing this run saw explains the difference. "
+            "Nothing was loaded for this run; run again, and if it persists, the API's paging or "
+            "count breaks the README's assumptions (see 'What exit 0 guarantees')."
+        )
+        self.resource = resource
+        self.held = held
+        self.counted = counted
+
+
 class ServerError(RackwaveTransientError):
     """5xx answers, dropped connections or unreadable bodies persisted after every retry."""
 

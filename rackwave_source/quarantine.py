@@ -139,6 +139,11 @@ class QuarantineLedger:
             table_name=QUARANTINE_TABLE, **merged_variant_hints(self._resource)),
             create_table_variant=True)
 
+    def now_full_scan(self) -> None:
+        """The run goes on as a full scan (an incremental read repaired): what it sets aside
+        from now on, with what it set aside so far, is all the API holds."""
+        self._full_scan = True
+
     @property
     def new(self) -> int:
         """Records set aside for the first time by this run."""

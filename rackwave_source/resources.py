@@ -20,19 +20,20 @@ from . import settings as S
 from .arrow_shape import ArrowBatch, empty_table, json_as_text
 from .client import RackwaveClient
 from .decode import PageReader
-from .deletions import DeletionCounts, Reconciliation, deleted_at_column, reconcile
+from .deletions import Reconciliation, deleted_at_column
 from .endpoint import ListEndpoint
 from .exceptions import ConfigurationError
 from .history import Versions
 from .history import declare as declare_history
 from .options import ValidatedOptions
 from .privacy import check_state
-from .quarantine import QUARANTINE_KEY, QUARANTINE_TABLE, QuarantineLedger
-from .run_history import NewRows, current_load_id, history_item
+from .quarantine import QUARANTINE_KEY, QUARANTINE_TABLE
+from .reading import Reading
+from .run_history import current_load_id, history_item
 from .run_history import declare as declare_run_history
 from .progress import Progress
-from .scan import Scan
 from .scan_run import ScanRun
+from .verdicts import check
 from .warehouse import destination_kind, table_format
 from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
 
@@ -62,36 +63,23 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
             write_disposition="replace", columns=deleted_at_column(True)))  # no hard_delete
     endpoint = _endpoint(spec, client, options)
     http_before = client.stats(spec.path)
-    scan = Scan(endpoint, run.plan, options.concurrency, progress)
-    loaded = run.loaded_at_cursor()
-    if loaded is not None:
-        scan.skip_loaded(*loaded)  # loaded by an earlier run: a run with nothing new loads nothing
+    how = Reconciliation(flag, replacing, run.started_at, options.concurrency)
+    reading = Reading(spec, endpoint, run, options, versions, how, progress)
     batch = _Batches(json_text)
-    fresh = NewRows(run.previous_cursor)
-    quarantine = QuarantineLedger(spec.name, run.state, run.plan.full_scan)
-    for kept in scan.pages():
-        if kept.rejected:
-            yield quarantine.item(kept.rejected, run.started_at)
-        fresh.add(kept.records)
-        yield from batch.add(kept.records)
-        yield from versions.add(kept.records)  # <resource>_history (history.py)
-    deletions = DeletionCounts()
-    if run.plan.full_scan:
-        how = Reconciliation(flag, replacing, run.started_at, options.concurrency)
-        for table in reconcile(endpoint, scan, spec.lookup_fields, how, deletions):
-            yield from batch.add(table)
-            yield from versions.add_reconciled(table)
-        yield from versions.add_undecided(scan, deletions)
-    scan.finished()  # deletion lookups included; not reached when the run fails
+    yield from reading.read(batch.add)
     yield from batch.flush(empty_table(spec.columns, deleted_at_column(flag)) if run.first_run
                            else None)  # the table exists: a run with nothing new writes no file
     yield from versions.flush()
+    reading.quarantine.close()
     http_after = client.stats(spec.path)
-    quarantine.close()
+    scan, deletions, tally = reading.scan, reading.deletions, reading.tally
+    assert scan is not None and tally is not None
     flagged = deletions.confirmed if flag else 0  # each confirmed deletion is flagged now
     record = run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after},
-                        flagged, fresh.count, current_load_id())
+                        flagged, reading.fresh.count if reading.rows_new is None
+                        else reading.rows_new, current_load_id(), tally)
     yield history_item(spec.name, record)  # rackwave_runs, in the same package (run_history.py)
+    check(spec.name, tally, scan.plan.full_scan)  # exit 0 means exact (verdicts.py)
 
 
 def _hints(spec: S.ResourceSpec, destination: str, flag: bool) -> Any:

@@ -105,6 +105,12 @@ def run_row(resource: str, record: RunRecord) -> Dict[str, Any]:
         "rows_flagged": record.flagged_deleted,
         "rows_quarantined": record.quarantined,
         "api_total": record.api_total,
+        "rows_future": record.rows_future,
+        "rows_held": record.rows_held,
+        "quarantine_held": record.quarantine_held,
+        "count_offset": record.count_offset,
+        "churn": record.churn,
+        "verdict": record.verdict,
     }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
 import pyarrow as pa
 
@@ -33,6 +33,9 @@ from .exceptions import ScanIncomplete
 from .paging import concurrent_pass, sequential_pass
 from .progress import PHASE_DELETIONS, PHASE_HOLES, PHASE_TOP, Progress, observer
 from .rereads import probe_top, walk_gap
+
+#: ``Date`` has whole seconds: a record created in the second the server answered in is not ahead
+_CLOCK_SLACK_US = 1_000_000
 
 #: An id's 64-bit hash (stable within one process, which is all a run needs): a scan of a
 #: million records remembers what it saw in 8 MB.
@@ -50,6 +53,32 @@ class ScanCounts:
     recovered: int = 0  # records found by re-reading holes
     holes: int = 0  # holes found after the main pass (each was read again)
     quarantined: int = 0
+    created_during: int = 0  # records found above the scan's first page 1 when read again
+
+    def absorb(self, other: "ScanCounts") -> None:
+        """Adds what an earlier read of the same run cost and found (a repaired incremental)."""
+        for name, value in other.__dict__.items():
+            setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class CountFacts:
+    """What a scan's pages said about the size of the list (``reconciliation.py`` weighs it)."""
+
+    page1_total: Optional[int] = None  # meta.total of the last page 1 read
+    page1_at: float = -1.0
+    totals: List[Tuple[float, int]] = field(default_factory=list)  # (answered at, meta.total)
+    end_confirmed: bool = False  # a page short by the server's size, and its meta's last
+    #: (page, list position, meta.total) of the first record older than ``since`` (start_date)
+    boundary: Optional[Tuple[int, int, int]] = None
+    steady: bool = False  # a full scan whose totals never moved and whose page 1 did not change
+
+    @property
+    def total_moves(self) -> int:
+        """How far ``meta.total`` moved while the run read, step by step in answer order: a
+        lower bound of the creations and deletions it overlapped."""
+        ordered = [total for _, total in sorted(self.totals)]
+        return sum(abs(b - a) for a, b in zip(ordered, ordered[1:]))
 
 
 @dataclass
@@ -78,9 +107,18 @@ class Scan:
         #: ids kept with ``created_at == newest_us`` (None: more than ``MAX_CURSOR_IDS``)
         self.newest_ids: Optional[Set[str]] = set()
         self.top_us: Optional[int] = None
+        #: the server's clock when it answered the run's first page (``Page.server_us``): the
+        #: cursor never passes it, so a record dated in the future hides nothing created after it
+        self.clock_us: Optional[int] = None
+        #: ids kept with a ``created_at`` at or after ``clock_us``, with it (None: too many)
+        self.ahead: Optional[Dict[str, int]] = {}
+        #: records listed with a date after the server's clock on the page that listed them
+        self.future_ids: Set[str] = set()
+        self.future_newest: Optional[int] = None
         self._since_us = plan.since_us
-        #: ids an incremental run already loaded at the cursor's created_at (``cursor.py``)
-        self._loaded_at: Tuple[Optional[int], FrozenSet[str]] = (None, frozenset())
+        #: ids an incremental run already loaded, by ``created_at``: at the cursor, and above it
+        #: (``cursor.py``)
+        self._loaded: Dict[int, FrozenSet[str]] = {}
         self._main: List[Observation] = []
         self._first: Optional[Page] = None
         self._quarantined: Set[str] = set()
@@ -89,18 +127,33 @@ class Scan:
         self._latest_at = 0.0  # the total of the page answered last
         self._latest_total = 0
         self._progress = observer(progress)
+        #: what the run's reconciliation needs (``reconciliation.py``), see :meth:`_observe`
+        self.facts = CountFacts()
+        #: an incremental run's ids kept (which of them the warehouse lacks: its new rows)
+        self.kept_ids: List[str] = []
+        #: ids already yielded by this run's incremental read, which a repairing full scan
+        #: counts as seen but does not yield twice (staged rows must be unique)
+        self._yielded: FrozenSet[str] = frozenset()
 
-    def skip_loaded(self, cursor_us: int, ids: Iterable[str]) -> None:
-        """Records at ``cursor_us`` with these ids were loaded by an earlier run: not kept again."""
-        self._loaded_at = (cursor_us, frozenset(ids))
+    def after(self, earlier: "Scan") -> None:
+        """This full scan repairs the incremental read ``earlier`` in the same run: the records
+        it kept count as seen and are not yielded again."""
+        self._yielded = frozenset(earlier.kept_ids)
+        self.seen.extend(map(id_hash, earlier.kept_ids))
+
+    def skip_loaded(self, loaded: Mapping[int, Iterable[str]]) -> None:
+        """Records with these ``created_at`` (microseconds) and ids were loaded by an earlier run:
+        not kept again."""
+        self._loaded = {us: frozenset(ids) for us, ids in loaded.items()}
 
     @property
     def cursor_us(self) -> Optional[int]:
         """The newest ``created_at`` the cursor may advance to: the newest record kept, but never
-        past the top of page 1 as last read (newer records were not looked for)."""
-        if self.newest_us is None or self.top_us is None:
-            return self.newest_us
-        return min(self.newest_us, self.top_us)
+        past the top of page 1 as last read (newer records were not looked for), nor past the
+        server's clock at the run's start (a record dated in the future would otherwise hide
+        every record created after this run, until the clock caught up)."""
+        bounds = [b for b in (self.newest_us, self.top_us, self.clock_us) if b is not None]
+        return None if self.newest_us is None else min(bounds)
 
     def pages(self) -> Iterator[Kept]:
         """Every page's new records, the main pass first, then the re-reads."""
@@ -137,7 +190,7 @@ class Scan:
         first = self._first
         assert first is not None
         if len(self._main) == 1:  # the whole list on one page, read at one instant
-            self.quiet = True
+            self.quiet = self.facts.steady = True
             return
         walk: List[Page] = []
         for page in probe_top(self.endpoint, first):
@@ -146,6 +199,7 @@ class Scan:
         if self._walk_joined(walk):
             self.top_us = walk[0].created_us[0] if walk[0].timed else self.top_us
         self.quiet = self._proven_quiet(walk[0])
+        self.facts.steady = self._steady(walk[0])
         if self.quiet:
             for lo, hi in chained_joins(self._main_neighbours()):
                 self.coverage.join(lo, hi)
@@ -177,17 +231,19 @@ class Scan:
             if self._first is None:
                 self._first = page
                 self.top_us = page.created_us[0] if page.timed else None
+                self.clock_us = page.server_us or None
         if reread:
             self.counts.rereads += 1
         since = self._since_us
         ts = page.created_us
+        self._observe(page, main)
         if since is None or not ts or ts[-1] >= since:  # type: ignore[operator]
             keep = fresh
         else:
             keep = [f and t >= since for f, t in zip(fresh, ts)]  # type: ignore[operator]
-        loaded_us, loaded_ids = self._loaded_at
-        if loaded_ids and loaded_us in ts:
-            keep = [k and not (t == loaded_us and i in loaded_ids)
+        loaded = self._loaded
+        if loaded and any(t in loaded for t in ts):
+            keep = [k and not (t in loaded and i in loaded[t])
                     for k, t, i in zip(keep, ts, page.ids)]
         repeats = len(fresh) - sum(fresh)
         if not top:  # page 1 read again repeats what it still holds by design
@@ -205,14 +261,47 @@ class Scan:
                 self.newest_us, self.newest_ids = newest, set()
             if newest == self.newest_us:
                 self._note_newest(ts, keep, page.ids)
+            self._note_ahead(page, keep)
+            ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
             if self.plan.full_scan:
-                ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
                 self.seen.extend(map(id_hash, ids))
+            else:
+                self.kept_ids.extend(ids)  # type: ignore[arg-type]
+            if self._yielded:
+                records, kept = self._unyielded(records, ids)
+        if top:
+            self.counts.created_during += kept
         self.counts.rows += kept
         self._progress.page(self.endpoint.resource, kept, page.total, page.last_page)
         if recovering:
             self.counts.recovered += kept
         return Kept(records, self._new_rejects(page.rejected))
+
+    def _unyielded(self, records: pa.Table, ids: Sequence[Optional[str]]) -> Tuple[pa.Table, int]:
+        """The kept records this run did not yield yet (see :meth:`after`)."""
+        fresh = [i not in self._yielded for i in ids]
+        if all(fresh):
+            return records, len(fresh)
+        return records.filter(pa.array(fresh, pa.bool_())), sum(fresh)
+
+    def _observe(self, page: Page, main: bool) -> None:
+        """Notes what the page tells the reconciliation: the count of its last page 1 read, the
+        end of the list confirmed by the server's own geometry, and where ``since`` falls."""
+        facts = self.facts
+        if page.number == 1 and page.received_at >= facts.page1_at:
+            facts.page1_at, facts.page1_total = page.received_at, page.total
+        facts.totals.append((page.received_at, page.total))
+        self._note_future(page)
+        if not main:
+            return
+        facts.end_confirmed = facts.end_confirmed or page.ends_list
+        since, ts = self._since_us, page.created_us
+        if since is None or not ts or ts[-1] >= since:  # type: ignore[operator]
+            return
+        if facts.boundary is None or page.number < facts.boundary[0]:
+            index = next(i for i, t in enumerate(ts) if t < since)  # type: ignore[operator]
+            position = (page.number - 1) * page.per_page + index
+            facts.boundary = (page.number, position, page.total)
 
     def _note_newest(self, ts: Sequence[Any], keep: Sequence[bool],
                      ids: Sequence[Optional[str]]) -> None:
@@ -223,6 +312,30 @@ class Scan:
                                if k and i is not None and t == self.newest_us)
         if len(self.newest_ids) > S.MAX_CURSOR_IDS:
             self.newest_ids = None
+
+    @property
+    def future(self) -> int:
+        """Records listed with a ``created_at`` after the server's clock when it listed them."""
+        return len(self.future_ids)
+
+    def _note_future(self, page: Page) -> None:
+        ts, limit = page.created_us, page.server_us + _CLOCK_SLACK_US
+        if not page.server_us or not ts or ts[0] <= limit:  # type: ignore[operator]
+            return
+        self.future_ids.update(i for t, i in zip(ts, page.ids) if t > limit)  # type: ignore[misc, operator]
+        self.future_newest = max(self.future_newest or 0, ts[0])  # type: ignore[type-var]
+
+    def _note_ahead(self, page: Page, keep: Sequence[bool]) -> None:
+        """Remembers the ids kept at or after the run's clock (loaded above the cursor: the next
+        run skips them)."""
+        ts = page.created_us
+        clock = self.clock_us
+        if clock is None or self.ahead is None or ts[0] < clock:  # type: ignore[operator]
+            return
+        self.ahead.update((i, t) for t, k, i in zip(ts, keep, page.ids)  # type: ignore[misc]
+                          if k and t >= clock)  # type: ignore[operator]
+        if len(self.ahead) > S.MAX_CURSOR_IDS:
+            self.ahead = None
 
     def _new_rejects(self, rejected: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         """Quarantine rows not yet set aside by this run (a page read again repeats them)."""
@@ -253,9 +366,13 @@ class Scan:
         its neighbour, and the pages listed at least as many records as the total says (a page
         cut short by the API would otherwise pass for the end of the list)."""
         first = self._first
+        return first is not None and self._main_listed >= first.total and self._steady(again)
+
+    def _steady(self, again: Page) -> bool:
+        """Page 1 unchanged, the same total on every page, no page overlapping its neighbour:
+        whatever the total says, it said the same thing throughout."""
+        first = self._first
         if first is None or again.ids != first.ids or again.total != first.total:
-            return False
-        if self._main_listed < first.total:
             return False
         if any(obs.total != first.total for obs in self._main):
             return False

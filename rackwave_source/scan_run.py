@@ -12,6 +12,7 @@ from typing import Any, Dict, List, MutableMapping, Optional, Tuple
 
 from . import settings as S
 from .cursor import (
+    STATE_AHEAD_IDS,
     STATE_CURSOR_IDS,
     micros,
     STATE_CURSOR,
@@ -27,6 +28,7 @@ from .deletions import DeletionCounts
 from .options import ValidatedOptions
 from .requested_scans import RequestedScans
 from .scan import Scan
+from .verdicts import Tally
 from .warehouse import current_pipeline
 
 STATE_LAST_RUN = "last_run"
@@ -62,8 +64,14 @@ class RunRecord:
     retries: int = 0  # attempts retried after a 5xx, a network error or a bad body (token too)
     token_renewals: int = 0  # tokens obtained again (expired, or refused with a 401)
     rows_new: int = 0  # of ``rows``, records created after ``previous_cursor`` (see run_history)
-    api_total: Optional[int] = None  # the API's meta.total on the last page the run read
+    api_total: Optional[int] = None  # the API's meta.total on the run's last read of page 1
     load_id: Optional[str] = None  # the load package that carries this run
+    rows_future: int = 0  # records dated after the server's clock (the cursor stops at it)
+    rows_held: Optional[int] = None  # rows of the table after this run, flagged ones aside
+    quarantine_held: int = 0  # records set aside for quarantine that the API lists
+    count_offset: int = 0  # records the API counts and does not list (verdicts.py)
+    churn: int = 0  # changes the run saw while it read
+    verdict: Optional[str] = None  # exact, churn, short or over (verdicts.py)
 
     @property
     def rows_updated(self) -> int:
@@ -91,13 +99,23 @@ class ScanRun:
         if self.plan.full_scan and self.plan.reason not in ("first run", "full scan requested"):
             logger.warning("%s: this run is a full scan: %s", resource, self.plan.reason)
 
-    def loaded_at_cursor(self) -> Optional[Tuple[int, List[str]]]:
-        """For an incremental run, the cursor and the ids already loaded at it (``cursor.py``);
-        a full scan keeps everything it reads (it must see every id)."""
-        cursor, ids = self.state.get(STATE_CURSOR), self.state.get(STATE_CURSOR_IDS)
-        if self.plan.full_scan or self.lookback or cursor is None or not ids:
+    def repair(self, plan: ScanPlan) -> None:
+        """The run goes on as a full scan (``reading.py``: an incremental read came out short)."""
+        self.plan = plan
+
+    def loaded_at_cursor(self) -> Optional[Dict[int, List[str]]]:
+        """For an incremental run, the ids already loaded at the cursor and above it, by
+        ``created_at`` (``cursor.py``); a full scan keeps everything it reads (it must see every
+        id)."""
+        cursor = self.state.get(STATE_CURSOR)
+        if self.plan.full_scan or self.lookback or cursor is None:
             return None  # a lookback asks for the window, the cursor's records too, again
-        return micros(from_iso(cursor)), list(ids)
+        loaded: Dict[int, List[str]] = {}
+        if self.state.get(STATE_CURSOR_IDS):
+            loaded[micros(from_iso(cursor))] = list(self.state[STATE_CURSOR_IDS])
+        for record_id, created in (self.state.get(STATE_AHEAD_IDS) or {}).items():
+            loaded.setdefault(micros(from_iso(created)), []).append(record_id)
+        return loaded or None
 
     def _advance_cursor(self, read: Scan, previous: Optional[str]) -> None:
         """Moves the cursor to the newest record read (never back), with the ids loaded at it;
@@ -112,6 +130,22 @@ class ScanRun:
         elif newest == from_iso(previous) and ids is not None:
             # listing fewer than were loaded is safe: an id not listed is merged again
             self._set_cursor_ids(sorted(set(self.state.get(STATE_CURSOR_IDS) or ()) | set(ids)))
+        self._set_ahead(read, micros(from_iso(self.state[STATE_CURSOR])))
+
+    def _set_ahead(self, read: Scan, cursor_us: int) -> None:
+        """Remembers the records loaded above the cursor (``cursor.py``), with those remembered
+        before that are still above it; forgets them all when there are too many to list (they
+        are merged again: never lost, never doubled)."""
+        if read.ahead is None:
+            self.state.pop(STATE_AHEAD_IDS, None)
+            return
+        ahead = {i: c for i, c in (self.state.get(STATE_AHEAD_IDS) or {}).items()
+                 if micros(from_iso(c)) > cursor_us}
+        ahead.update((i, to_iso(from_micros(t))) for i, t in read.ahead.items() if t > cursor_us)
+        if ahead and len(ahead) <= S.MAX_CURSOR_IDS:
+            self.state[STATE_AHEAD_IDS] = dict(sorted(ahead.items()))
+        else:
+            self.state.pop(STATE_AHEAD_IDS, None)
 
     def _set_cursor_ids(self, ids: Optional[List[str]]) -> None:
         if ids is None or len(ids) > S.MAX_CURSOR_IDS:
@@ -134,11 +168,17 @@ class ScanRun:
         return asked
 
     def finish(self, read: Scan, deletions: DeletionCounts, http: Dict[str, int],
-               flagged: int, rows_new: int = 0, load_id: Optional[str] = None) -> RunRecord:
+               flagged: int, rows_new: int, load_id: Optional[str], tally: Tally) -> RunRecord:
         """Advances the state after every page was read (a failed run never gets here)."""
         previous = self.state.get(STATE_CURSOR)
         scan = read.counts
         self._advance_cursor(read, previous)
+        if read.future:
+            logger.warning(
+                "%s: %d record(s) are dated after the API's clock (the latest %s): they are "
+                "loaded, and the cursor stays at the API's clock so that records created after "
+                "them still load", self.resource, read.future,
+                to_iso(from_micros(read.future_newest or 0)))
         if self.plan.full_scan:
             self.state[STATE_LAST_FULL_SCAN] = to_iso(self.started_at)
         record = RunRecord(
@@ -154,23 +194,20 @@ class ScanRun:
             undecided=deletions.undecided, lookups=deletions.lookups, flagged_deleted=flagged,
             quarantined=scan.quarantined, retries=http.get("retries", 0),
             token_renewals=http.get("token_renewals", 0), rows_new=rows_new,
-            api_total=_last_total(read), load_id=load_id,
+            api_total=tally.api_total, load_id=load_id, rows_future=read.future,
+            rows_held=tally.rows_held, quarantine_held=tally.quarantine_held,
+            count_offset=tally.count_offset, churn=tally.churn, verdict=tally.verdict,
         )
         self.state[STATE_LAST_RUN] = asdict(record)
         return record
 
 
 def _ids_at_cursor(read: Scan) -> Optional[List[str]]:
-    """The ids loaded at the scan's cursor, when the cursor is the newest record kept (it may
-    stop short of it, at the top of page 1) and they are not too many to list."""
-    if read.newest_ids is None or read.cursor_us != read.newest_us:
-        return None
-    return sorted(read.newest_ids)
-
-
-def _last_total(read: Scan) -> Optional[int]:
-    """The API's ``meta.total`` on the page the scan was answered last (``Scan`` keeps it for its
-    coverage arithmetic): the size of the list as the run ended."""
-    answered: float = getattr(read, "_latest_at", 0.0)
-    total = getattr(read, "_latest_total", None)
-    return int(total) if isinstance(total, int) and answered else None
+    """The ids loaded at the scan's cursor, when the cursor is the newest record kept, or the
+    server's clock (records at and after it are remembered), and they are not too many to list;
+    None when the cursor stopped short of them at the top of page 1."""
+    if read.cursor_us == read.newest_us and read.newest_ids is not None:
+        return sorted(read.newest_ids)
+    if read.cursor_us == read.clock_us and read.ahead is not None:
+        return sorted(i for i, t in read.ahead.items() if t == read.cursor_us)
+    return None

@@ -109,4 +109,10 @@ RUN_COLUMNS: TColumns = {
     "rows_flagged": _count(),
     "rows_quarantined": _count(),
     "api_total": {"data_type": "bigint", "nullable": True},
+    "rows_future": _count(),
+    "rows_held": {"data_type": "bigint", "nullable": True},
+    "quarantine_held": _count(),
+    "count_offset": _count(),
+    "churn": _count(),
+    "verdict": _text(),
 }

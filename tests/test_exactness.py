@@ -92,3 +92,70 @@ def test_bad_records_are_set_aside_once_on_every_warehouse(sandbox_factory, make
     rows = loader.query("SELECT record_id FROM rackwave.rackwave_quarantine")
     assert sorted(r[0] for r in rows) == sorted(r["id"] for r in hidden)
     assert loader.count("leads") == 150
+
+
+def _runs(loader: Any, resource: str = "leads") -> List[Dict[str, Any]]:
+    names = ("mode", "reason", "rows_new", "api_total", "rows_held", "quarantine_held",
+             "count_offset", "churn", "verdict", "rows_future")
+    rows = loader.query(f"SELECT {', '.join(names)} FROM rackwave.rackwave_runs "
+                        f"WHERE resource = '{resource}' ORDER BY started_at")
+    return [dict(zip(names, row)) for row in rows]
+
+
+def test_a_record_dated_in_the_future_hides_nothing_created_after_it(
+        sandbox_factory, make_loader, via, caplog):
+    server = sandbox_factory(leads=300, contacts=20)
+    ahead = (datetime.now(timezone.utc) + timedelta(days=90)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    server.admin.insert("leads", count=1, created_at=ahead)  # a client with a wrong clock
+    loader = make_loader(server, via=via)
+    loader.run()
+
+    server.admin.insert("leads", count=30)
+    loader.run()
+    assert_equals_api(loader, server)
+    server.admin.insert("leads", count=50)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rackwave_source"):
+        loader.run()
+    assert_equals_api(loader, server)
+
+    runs = _runs(loader)
+    assert [r["rows_future"] for r in runs] == [1, 1, 1]
+    assert [r["rows_new"] for r in runs] == [301, 30, 50]  # the future record is not reloaded
+    assert [r["verdict"] for r in runs] == ["exact"] * 3
+    warned = [r.getMessage() for r in caplog.records if "dated after the API's clock" in
+              r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("leads: 1 record(s)")
+
+
+def test_every_run_reconciles_with_the_api_count(sandbox_factory, make_loader, warehouse):
+    server = sandbox_factory(leads=260, contacts=30)
+    loader = make_loader(server, warehouse=warehouse)
+    loader.run()
+    server.admin.insert("leads", count=12)
+    server.admin.delete("leads", server.admin.ids("leads")[100])
+    loader.run()  # incremental: the deletion waits for the next full scan
+    loader.run(full_scan=True)
+
+    runs = _runs(loader)
+    assert [(r["api_total"], r["rows_held"], r["verdict"]) for r in runs] == [
+        (260, 260, "exact"), (271, 272, "over"), (271, 271, "exact")]
+    assert {r["count_offset"] for r in runs} == {0}
+
+
+def test_an_incremental_run_found_short_repairs_itself_with_a_full_scan(
+        sandbox_factory, make_loader, via, caplog):
+    server = sandbox_factory(leads=240, contacts=20)
+    loader = make_loader(server, via=via)
+    loader.run()
+    # Records the cursor can no longer reach: created with a created_at in the past (a backdated
+    # import), which an incremental run never reads.
+    server.admin.insert("leads", count=3, created_at="2020-01-01T00:00:00Z")
+    server.admin.insert("leads", count=2)
+    with caplog.at_level("WARNING", logger="rackwave_source"):
+        loader.run()
+    assert_equals_api(loader, server)
+    last = _runs(loader)[-1]
+    assert last["mode"] == "full_scan" and last["reason"].startswith("repair:")
+    assert (last["api_total"], last["rows_held"], last["verdict"]) == (245, 245, "exact")
+    assert any("3 rows short" in r.getMessage() for r in caplog.records)
