@@ -159,3 +159,47 @@ def test_an_incremental_run_found_short_repairs_itself_with_a_full_scan(
     assert last["mode"] == "full_scan" and last["reason"].startswith("repair:")
     assert (last["api_total"], last["rows_held"], last["verdict"]) == (245, 245, "exact")
     assert any("3 rows short" in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_scan_nothing_explains_fails_loudly_and_loads_nothing(
+        sandbox_factory, make_loader, monkeypatch, capsys):
+    # The count trails the list by 40 while the account changes under the scan: the changes
+    # (a few) cannot explain 40, and the scan cannot prove the count is what is off.
+    from pipelines.rackwave_pipeline import main
+    from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
+
+    server = sandbox_factory(leads=450, contacts=10, count_lag=40, churn_creates=1)
+    monkeypatch.setenv("SOURCES__RACKWAVE__CLIENT_ID", DEMO_CLIENT_ID)
+    monkeypatch.setenv("SOURCES__RACKWAVE__CLIENT_SECRET", DEMO_CLIENT_SECRET)
+    monkeypatch.setenv("SOURCES__RACKWAVE__CONCURRENCY", "1")
+
+    assert main(["--base-url", server.base_url, "--resources", "leads"]) == 75
+    err = capsys.readouterr().err
+    assert "Nothing was loaded for this run" in err and "API counts" in err
+    assert "Traceback" not in err
+
+    # Once the account is still, a full scan proves its coverage: the count's error is learned.
+    server.admin.configure(churn_creates=0)
+    assert main(["--base-url", server.base_url, "--resources", "leads"]) == 0
+    loader = make_loader(server)
+    assert loader.ids("leads") == sorted(server.admin.ids("leads"))
+    runs = _runs(loader)
+    assert len(runs) == 1 and (runs[0]["verdict"], runs[0]["count_offset"]) == ("exact", -40)
+    server.admin.insert("leads", count=5)
+    assert main(["--base-url", server.base_url, "--resources", "leads"]) == 0
+    assert [r["verdict"] for r in _runs(loader)] == ["exact", "exact"]
+
+
+def test_plain_dlt_code_gets_the_same_exception(sandbox_factory, make_loader):
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    from rackwave_source.exceptions import CountMismatch
+
+    server = sandbox_factory(leads=450, contacts=10, count_lag=40, churn_creates=1)
+    loader = make_loader(server, via="dlt", concurrency=1)
+    with pytest.raises(PipelineStepFailed) as raised:
+        loader.run(resources=["leads"])
+    assert isinstance(raised.value.exception.__cause__, CountMismatch)
+    tables = loader.query("SELECT table_name FROM information_schema.tables") \
+        if loader.duckdb_path.exists() else []
+    assert ("leads",) not in tables  # nothing loaded
