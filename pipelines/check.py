@@ -59,6 +59,7 @@ from rackwave_source.options import ValidatedOptions, validate_resources
 from rackwave_source.paging import plan_blocks
 from rackwave_source.requested_scans import RequestedScans
 from rackwave_source.resources import reading_of
+from rackwave_source.verdicts import STATE_COUNT_OFFSET
 
 from pipelines.run_report import EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY
 from pipelines.destinations import (
@@ -111,6 +112,10 @@ class ResourceCheck:
     seconds_basis: str  # "rate" (max_requests_per_second) or "latency" (page 1's, measured)
     seconds_estimated: bool
     page1_latency_ms: float  # the API's latency the time rests on: the fastest page 1
+    #: records the API counts and does not list in this view, as the last full scan measured
+    #: them (a count steadily off, or records older than start_date): rackwave_source/verdicts.py
+    count_offset: int = 0
+    asked_per_page: int = 0  # the page size asked for (per_page above is the API's own)
 
 
 @dataclass
@@ -186,6 +191,8 @@ def describe(endpoint: ListEndpoint, options: ValidatedOptions, plan: ScanPlan, 
         records=records, records_estimated=estimated, pages=pages, requests=pages + again,
         seconds=round(seconds, 3), seconds_basis=basis, seconds_estimated=basis == "latency",
         page1_latency_ms=round(latency * 1000, 1),
+        count_offset=int(state.get(STATE_COUNT_OFFSET) or 0),
+        asked_per_page=endpoint.asked_per_page,
     )
 
 
@@ -424,6 +431,12 @@ def render(report: CheckReport) -> str:
         lines.append(f"{r.table:<10}{r.total:>9}  {r.mode:<11}  {reads:>7}  "
                      f"{r.pages:>6}  {r.requests:>8}  {seconds}")
     lines += [f"{r.table}: {r.mode}: {r.reason}" for r in report.resources]
+    lines += [f"{r.table}: the API serves {r.per_page} records per page ({r.asked_per_page} asked); "
+              "pages are read at its size" for r in report.resources
+              if r.asked_per_page and r.per_page < r.asked_per_page]
+    lines += [f"{r.table}: the API's count is off by {r.count_offset:+} (this view lists "
+              f"{r.total - r.count_offset} of its {r.total}), as the last full scan measured; runs "
+              "allow for it" for r in report.resources if r.count_offset]
     lines += notes(report)
     return "\n".join(lines)
 

@@ -188,6 +188,11 @@ def test_a_full_scan_nothing_explains_fails_loudly_and_loads_nothing(
     server.admin.insert("leads", count=5)
     assert main(["--base-url", server.base_url, "--resources", "leads"]) == 0
     assert [r["verdict"] for r in _runs(loader)] == ["exact", "exact"]
+    capsys.readouterr()
+    assert main(["check", "--base-url", server.base_url, "--resources", "leads"]) == 0
+    total = len(server.admin.ids("leads"))
+    assert (f"leads: the API's count is off by -40 (this view lists {total} of its {total - 40})"
+            in capsys.readouterr().out)
 
 
 def test_plain_dlt_code_gets_the_same_exception(sandbox_factory, make_loader):
