@@ -75,9 +75,11 @@ QUARANTINE_COLUMNS: TColumns = {
     "record_id": _text(),
     "reason": _text(nullable=False),
     "record": _text(),
-    "record_key": _text(nullable=False),  # the resource and the record's content, hashed
-    "first_seen_at": _timestamp(nullable=False),
-    "last_seen_at": _timestamp(nullable=False),
+    # Columns added after the table's first version are nullable (NULL in rows loaded before
+    # them): DuckDB cannot add a column with a NOT NULL constraint to an existing table.
+    "record_key": _text(),  # the resource and the record's content, hashed (merge key)
+    "first_seen_at": _timestamp(),
+    "last_seen_at": _timestamp(),
 }
 
 # One row per resource per completed run (run_history.py), written in the load it describes.
@@ -109,10 +111,12 @@ RUN_COLUMNS: TColumns = {
     "rows_flagged": _count(),
     "rows_quarantined": _count(),
     "api_total": {"data_type": "bigint", "nullable": True},
-    "rows_future": _count(),
+    # Added after the table's first version: nullable (NULL in rows of earlier runs), since DuckDB
+    # cannot add a column with a NOT NULL constraint to an existing table.
+    "rows_future": {"data_type": "bigint", "nullable": True},
     "rows_held": {"data_type": "bigint", "nullable": True},
-    "quarantine_held": _count(),
-    "count_offset": _count(),
-    "churn": _count(),
+    "quarantine_held": {"data_type": "bigint", "nullable": True},
+    "count_offset": {"data_type": "bigint", "nullable": True},
+    "churn": {"data_type": "bigint", "nullable": True},
     "verdict": _text(),
 }
