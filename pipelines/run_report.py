@@ -130,6 +130,10 @@ def table_document(table: TableSummary) -> Dict[str, Any]:
         "rows_now": table.rows_after,
         "requests": table.requests,
         "rate_limited": table.rate_limited,
+        "api_total": table.api_total,
+        "rows_held": table.rows_held,
+        "count_offset": table.count_offset,
+        "verdict": table.verdict,
     }
 
 

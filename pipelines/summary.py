@@ -38,6 +38,10 @@ class TableSummary:
     token_renewals: int = 0
     api_total: Optional[int] = None
     load_id: Optional[str] = None
+    #: the run's check of itself (rackwave_source/verdicts.py): exact, churn, short, over
+    verdict: Optional[str] = None
+    rows_held: Optional[int] = None
+    count_offset: Optional[int] = None
 
 
 def _read_back(pipeline: dlt.Pipeline, load_ids: Mapping[str, str],
@@ -163,9 +167,31 @@ def _summary(name: str, run: Optional[Mapping[str, Any]], rows_after: int,
         rate_limited=int(run["rate_limited"]),
         retries=int(run["retries"]),
         token_renewals=int(run["token_renewals"]),
-        api_total=None if run["api_total"] is None else int(run["api_total"]),
+        api_total=_int(run.get("api_total")),
         load_id=None if run["load_id"] is None else str(run["load_id"]),
+        verdict=None if run.get("verdict") is None else str(run["verdict"]),
+        rows_held=_int(run.get("rows_held")),
+        count_offset=_int(run.get("count_offset")),
     )
+
+
+def _int(value: Any) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+def checked(rows: List[TableSummary]) -> str:
+    """One line: each table's rows against the API's count, and the verdict."""
+    parts = []
+    for r in rows:
+        if r.verdict is None or r.api_total is None or r.rows_held is None:
+            continue
+        counted = r.api_total - (r.count_offset or 0)
+        detail = {"exact": "", "churn": " (changes during the run)",
+                  "over": " (deleted since the last full scan, or undecided)",
+                  "short": ""}.get(r.verdict, "")
+        parts.append(f"{r.table} {r.verdict}: {r.rows_held:,} rows, the API counts "
+                     f"{counted:,}{detail}")
+    return "Checked: " + "; ".join(parts) + "." if parts else ""
 
 
 def render(
@@ -208,4 +234,5 @@ def render(
         f"Requests: {sum(r.requests for r in rows)} list requests, "
         f"{sum(r.rate_limited for r in rows)} of them answered 429 and retried.",
     ]
-    return "\n".join(lines)
+    line = checked(rows)
+    return "\n".join(lines + ([line] if line else []))

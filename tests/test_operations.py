@@ -302,6 +302,8 @@ def test_json_is_the_whole_stdout_with_every_table_figure(machine):
     assert (leads["rows_before"], leads["rows_now"]) == (None, 253)  # not counted: not free
     assert leads["pages"] >= 3 and leads["requests"] >= leads["pages"]
     assert leads["rate_limited"] == 0
+    assert (leads["api_total"], leads["rows_held"], leads["count_offset"], leads["verdict"]) == (
+        253, 253, 0, "exact")
     assert (contacts["new"], contacts["removed"], contacts["rows_now"]) == (3, 1, 122)
     with duckdb.connect(str(cli.duckdb_path), read_only=True) as con:
         assert con.execute("SELECT COUNT(*) FROM rackwave.leads").fetchone() == (253,)
