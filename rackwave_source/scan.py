@@ -222,51 +222,18 @@ class Scan:
     # -- one page --------------------------------------------------------------------------------
     def _take(self, page: Page, main: bool = False, reread: bool = False,
               recovering: bool = False, top: bool = False) -> Kept:
+        """One page: what it proves (``coverage.py``), what it adds (new records at or after
+        ``since``, not loaded before), and what the run remembers of it."""
         fresh = self.coverage.add(page)
-        if page.received_at >= self._latest_at:
-            self._latest_at, self._latest_total = page.received_at, page.total
-        if main:
-            self.counts.pages += 1
-            self._main.append(self.coverage.observations[-1])
-            if self._first is None:
-                self._first = page
-                self.top_us = page.created_us[0] if page.timed else None
-                self.clock_us = page.server_us or None
-        if reread:
-            self.counts.rereads += 1
-        since = self._since_us
-        ts = page.created_us
+        self._count(page, fresh, main, reread, top)
         self._observe(page, main)
-        if since is None or not ts or ts[-1] >= since:  # type: ignore[operator]
-            keep = fresh
-        else:
-            keep = [f and t >= since for f, t in zip(fresh, ts)]  # type: ignore[operator]
-        loaded = self._loaded
-        if loaded and any(t in loaded for t in ts):
-            keep = [k and not (t in loaded and i in loaded[t])
-                    for k, t, i in zip(keep, ts, page.ids)]
-        repeats = len(fresh) - sum(fresh)
-        if not top:  # page 1 read again repeats what it still holds by design
-            self.counts.repeats += repeats
-        if main:
-            self._main_repeats += repeats
-            self._main_listed += page.size
+        keep = self._keep(page, fresh)
         records = page.records
         kept = sum(keep)
         if kept < len(keep):
             records = records.filter(pa.array(keep, pa.bool_()))
         if kept:
-            newest = ts[0] if keep[0] else max(t for t, k in zip(ts, keep) if k)  # type: ignore[type-var]
-            if self.newest_us is None or newest > self.newest_us:  # type: ignore[operator]
-                self.newest_us, self.newest_ids = newest, set()
-            if newest == self.newest_us:
-                self._note_newest(ts, keep, page.ids)
-            self._note_ahead(page, keep)
-            ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
-            if self.plan.full_scan:
-                self.seen.extend(map(id_hash, ids))
-            else:
-                self.kept_ids.extend(ids)  # type: ignore[arg-type]
+            ids = self._remember(page, keep, kept)
             if self._yielded:
                 records, kept = self._unyielded(records, ids)
         if top:
@@ -276,6 +243,58 @@ class Scan:
         if recovering:
             self.counts.recovered += kept
         return Kept(records, self._new_rejects(page.rejected))
+
+    def _count(self, page: Page, fresh: Sequence[bool], main: bool, reread: bool,
+               top: bool) -> None:
+        """The page's place in the run: the main pass's pages, page 1 as first read, repeats."""
+        if page.received_at >= self._latest_at:
+            self._latest_at, self._latest_total = page.received_at, page.total
+        repeats = len(fresh) - sum(fresh)
+        if not top:  # page 1 read again repeats what it still holds by design
+            self.counts.repeats += repeats
+        if reread:
+            self.counts.rereads += 1
+        if not main:
+            return
+        self.counts.pages += 1
+        self._main.append(self.coverage.observations[-1])
+        self._main_repeats += repeats
+        self._main_listed += page.size
+        if self._first is None:
+            self._first = page
+            self.top_us = page.created_us[0] if page.timed else None
+            self.clock_us = page.server_us or None
+
+    def _keep(self, page: Page, fresh: List[bool]) -> List[bool]:
+        """Per record: new to this run, at or after ``since``, and not loaded by an earlier run
+        at the cursor or above it."""
+        since, ts = self._since_us, page.created_us
+        keep = fresh
+        if since is not None and ts and ts[-1] < since:  # type: ignore[operator]
+            keep = [f and t >= since for f, t in zip(fresh, ts)]  # type: ignore[operator]
+        loaded = self._loaded
+        if loaded and any(t in loaded for t in ts):
+            keep = [k and not (t in loaded and i in loaded[t])
+                    for k, t, i in zip(keep, ts, page.ids)]
+        return keep
+
+    def _remember(self, page: Page, keep: Sequence[bool], kept: int) -> Sequence[Optional[str]]:
+        """What the run keeps of the records it keeps: the newest (the next cursor), those at or
+        after the server's clock, and their ids (a full scan's seen set, an incremental run's
+        list). Returns the ids kept."""
+        ts = page.created_us
+        newest = ts[0] if keep[0] else max(t for t, k in zip(ts, keep) if k)  # type: ignore[type-var]
+        if self.newest_us is None or newest > self.newest_us:  # type: ignore[operator]
+            self.newest_us, self.newest_ids = newest, set()
+        if newest == self.newest_us:
+            self._note_newest(ts, keep, page.ids)
+        self._note_ahead(page, keep)
+        ids = page.ids if kept == len(keep) else [i for i, k in zip(page.ids, keep) if k]
+        if self.plan.full_scan:
+            self.seen.extend(map(id_hash, ids))
+        else:
+            self.kept_ids.extend(ids)  # type: ignore[arg-type]
+        return ids
 
     def _unyielded(self, records: pa.Table, ids: Sequence[Optional[str]]) -> Tuple[pa.Table, int]:
         """The kept records this run did not yield yet (see :meth:`after`)."""
