@@ -46,7 +46,7 @@ class Reading:
         self.versions = versions
         self.how = how
         self.progress = progress
-        self.fresh = NewRows(run.previous_cursor)
+        self.fresh = NewRows(run.previous_cursor, run.previous_ahead)
         self.quarantine = QuarantineLedger(spec.name, run.state, run.plan.full_scan)
         self.deletions = DeletionCounts()
         self.scan: Optional[Scan] = None

@@ -26,7 +26,7 @@ it, and a record inserted with a past ``created_at`` (a full scan loads it).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Optional
 
 import dlt
 import pyarrow as pa
@@ -57,12 +57,14 @@ def declare(resource: DltResource) -> None:
 
 
 class NewRows:
-    """Counts the records read that were created after the cursor the run started from."""
+    """Counts the records read that were created after the cursor the run started from, but for
+    those an earlier run loaded above it (``ahead``: dated after the API's clock, ``cursor.py``)."""
 
-    def __init__(self, previous_cursor: Optional[str]) -> None:
+    def __init__(self, previous_cursor: Optional[str], ahead: Iterable[str] = ()) -> None:
         self.count = 0
         self._after: Optional[datetime] = None if previous_cursor is None else from_iso(
             previous_cursor)
+        self._ahead = pa.array(sorted(ahead), pa.string())
 
     def add(self, records: pa.Table) -> None:
         if not records.num_rows:
@@ -72,7 +74,11 @@ class NewRows:
             return
         column = records.column(S.CURSOR_FIELD)
         bound = pa.scalar(self._after, pa.timestamp("us", tz="UTC")).cast(column.type)
-        self.count += int(pc.sum(pc.greater(column, bound)).as_py() or 0)
+        after = pc.greater(column, bound)
+        if len(self._ahead):
+            after = pc.and_(after, pc.invert(pc.is_in(records.column(S.PRIMARY_KEY),
+                                                      value_set=self._ahead)))
+        self.count += int(pc.sum(after).as_py() or 0)
 
 
 def current_load_id() -> Optional[str]:

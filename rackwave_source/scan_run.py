@@ -92,6 +92,8 @@ class ScanRun:
         self.first_run = state.get(STATE_CURSOR) is None
         #: the cursor this run starts from: records created after it are new (run_history.py)
         self.previous_cursor: Optional[str] = state.get(STATE_CURSOR)
+        #: ids an earlier run loaded above that cursor (``cursor.py``): not new when read again
+        self.previous_ahead: List[str] = list(state.get(STATE_AHEAD_IDS) or {})
         pipeline = current_pipeline()
         self.requests = RequestedScans.of(pipeline) if pipeline is not None else None
         self.plan: ScanPlan = plan_scan(state, options, self.started_at,
