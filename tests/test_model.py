@@ -346,6 +346,10 @@ PROFILE = st.one_of(st.none(), st.none(), st.tuples(
     st.sampled_from([None, None, 2, 3, 7]), st.sampled_from([0, 0, 1, 3]),
     st.sampled_from([0, 0, 0, 2, 5])))
 
+#: Behaviours left out of generated examples while a known bug they trigger is being fixed, so
+#: that a hunt finds something else: RACKWAVE_MODEL_AVOID="page_cap,future,bad" (empty: none).
+AVOID = {a.strip() for a in os.environ.get("RACKWAVE_MODEL_AVOID", "").split(",") if a.strip()}
+
 #: Examples that ran to the end with every check passing (``make fuzz`` reports it).
 CLEAN_EXAMPLES = [0]
 
@@ -390,6 +394,8 @@ class ApiModel(RuleBasedStateMachine):
 
     # -- between runs: the data changes ----------------------------------------------------------
     def change(self, kind: str, what: str, count: int, pick: int) -> None:
+        if what.split("_")[0] in AVOID:
+            what = "now"
         admin = self.server.admin
         records = admin.records(kind)
         now = int(time.time())
@@ -433,6 +439,8 @@ class ApiModel(RuleBasedStateMachine):
                                         for i in range(n)], sort_at=at)
 
     def server_profile(self, page_cap: Optional[int], count_lag: int, jitter: int) -> None:
+        if "page_cap" in AVOID:
+            page_cap = None
         self.profile = {"page_cap": page_cap, "count_lag": count_lag, "count_lag_jitter": jitter}
         self.log.append(f"server {self.profile}")
         self.server.admin.configure(**self.profile)
@@ -749,3 +757,22 @@ def test_found_a_page_of_quarantined_records_crashes_every_run() -> None:
     (IndexError), also the plain rerun with no fault left."""
     replay(SMALL, ("step", [], None, "incremental", QUIET),
            ("step", [("leads", "bad_top", 1, 0)], None, "incremental", QUIET))
+
+
+@pytest.mark.xfail(strict=True, reason="known bug (a): a server whose page cap is below per_page: "
+                   "the first short page is taken as the last; the lead is fixing it")
+def test_found_a_page_cap_below_per_page_loads_one_page() -> None:
+    """Found: a server that serves 3 records per page when 20 are asked: a full scan exits 0
+    with 3 of 40 leads loaded."""
+    replay({**SMALL, "per_page": 20, "leads": 40},
+           ("step", [], (3, 0, 0), "full", QUIET))
+
+
+@pytest.mark.xfail(strict=True, reason="known bug (b): a record dated in the future freezes the "
+                   "incremental cursor; the lead is fixing it")
+def test_found_a_future_record_hides_later_records_from_incremental_runs() -> None:
+    """Found: after one lead dated tomorrow is loaded, leads created now are not loaded by the
+    next incremental run (exit 0)."""
+    replay(SMALL, ("step", [], None, "incremental", QUIET),
+           ("step", [("leads", "future", 1, 0)], None, "incremental", QUIET),
+           ("step", [("leads", "now", 3, 0)], None, "incremental", QUIET))
