@@ -750,29 +750,23 @@ SMALL = dict(via="command", per_page=5, leads=15, contacts=3, seed=1, history=Fa
              hashing=False, bad_records="quarantine", lookback="0s")
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (c): a page whose records are all quarantined "
-                   "crashes the run with IndexError; the lead is fixing it")
 def test_found_a_page_of_quarantined_records_crashes_every_run() -> None:
-    """Found: a page of records whose created_at is not a timestamp, at the top, fails every run
-    (IndexError), also the plain rerun with no fault left."""
+    """Found (known bug (c), fixed in 75604a4): a page of records whose created_at is not a
+    timestamp, at the top, failed every run (IndexError), also the plain rerun with no fault."""
     replay(SMALL, ("step", [], None, "incremental", QUIET),
            ("step", [("leads", "bad_top", 1, 0)], None, "incremental", QUIET))
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (a): a server whose page cap is below per_page: "
-                   "the first short page is taken as the last; the lead is fixing it")
 def test_found_a_page_cap_below_per_page_loads_one_page() -> None:
-    """Found: a server that serves 3 records per page when 20 are asked: a full scan exits 0
-    with 3 of 40 leads loaded."""
+    """Found (known bug (a), fixed in 75604a4): a server that serves 3 records per page when 20
+    are asked: a full scan exited 0 with 3 of 40 leads loaded."""
     replay({**SMALL, "per_page": 20, "leads": 40},
            ("step", [], (3, 0, 0), "full", QUIET))
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (b): a record dated in the future freezes the "
-                   "incremental cursor; the lead is fixing it")
 def test_found_a_future_record_hides_later_records_from_incremental_runs() -> None:
-    """Found: after one lead dated tomorrow is loaded, leads created now are not loaded by the
-    next incremental run (exit 0)."""
+    """Found (known bug (b), fixed in 3da8643): after a lead dated tomorrow was loaded, leads
+    created now were not loaded by the next incremental run (exit 0)."""
     replay(SMALL, ("step", [], None, "incremental", QUIET),
            ("step", [("leads", "future", 1, 0)], None, "incremental", QUIET),
            ("step", [("leads", "now", 3, 0)], None, "incremental", QUIET))
