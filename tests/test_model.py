@@ -456,7 +456,7 @@ class ApiModel(RuleBasedStateMachine):
 
     @rule(changes=CHANGES, profile=PROFILE,
           op=st.sampled_from(["incremental", "incremental", "incremental", "full", "full"]),
-          trouble=st.one_of(st.just(QUIET), st.just(QUIET), TROUBLE))
+          trouble=st.one_of(st.just(QUIET), TROUBLE))
     def step(self, changes: List[Tuple[str, str, int, int]],
              profile: Optional[Tuple[Optional[int], int, int]], op: str,
              trouble: Dict[str, Any]) -> None:
