@@ -383,6 +383,9 @@ class ApiModel(RuleBasedStateMachine):
     def setup(self, via: str, per_page: int, leads: int, contacts: int, seed: int, history: bool,
               hashing: bool, bad_records: str, lookback: str) -> None:
         self.server = Sandbox(SandboxConfig(leads=leads, contacts=contacts, seed=seed)).serve(port=0)
+        self.log.append(f"setup via={via} per_page={per_page} leads={leads} contacts={contacts} "
+                        f"seed={seed} history={history} hashing={hashing} bad_records={bad_records} "
+                        f"lookback={lookback}")
         self.via, self.hashing, self.history = via, hashing, history
         self.quarantine = bad_records == "quarantine"
         self.options = {"per_page": per_page, "bad_records": bad_records, "lookback": lookback}
@@ -470,6 +473,7 @@ class ApiModel(RuleBasedStateMachine):
         self._arrange(trouble)
         started = time.time()
         self.log.append(f"run {op} trouble={trouble}")
+        self.log.append(f"  started {time.strftime('%H:%M:%S')}")
         try:
             try:
                 result = self._run(full_scan=op == "full")
