@@ -774,3 +774,26 @@ def test_found_a_future_record_hides_later_records_from_incremental_runs() -> No
     replay(SMALL, ("step", [], None, "incremental", QUIET),
            ("step", [("leads", "future", 1, 0)], None, "incremental", QUIET),
            ("step", [("leads", "now", 3, 0)], None, "incremental", QUIET))
+
+
+def test_found_history_open_versions_differ_from_the_table_after_incremental_runs() -> None:
+    """Found (new, not yet diagnosed; timing-dependent steps: churn, revoked tokens): after three
+    incremental runs with history and hashing on, an open version of leads_history/contacts_history
+    is not a row of leads/contacts (exit 0)."""
+    replay(dict(seed=12, leads=18, lookback="0s", contacts=23, via="command", history=True,
+                per_page=20, hashing=True, bad_records="quarantine"),
+           ("step", [("contacts", "future", 1, 10041), ("leads", "update", 12, 32189),
+                     ("contacts", "tie_top", 11, 345)], None, "incremental",
+            {**QUIET, "revoke_after": 0.4,
+             "triggers": [("/v1/contacts", 5, "update", 3, 11),
+                          ("/v1/contacts", 1, "delete_newest", 2, 186)]}),
+           ("step", [("leads", "update", 7, 40)], None, "incremental",
+            {**QUIET, "token_ttl": 2.5, "churn_deletes": 1.0, "revoke_after": 0.05}),
+           ("step", [("leads", "backdated", 6, 1820), ("contacts", "backdated", 8, 82569)], None,
+            "incremental",
+            {**QUIET, "drop_rate": 0.05, "churn_creates": 0.5, "token_ttl": 2.5, "revoke_after": 0.4,
+             "faults": [{"after": 0, "count": 1, "retry_after": 0, "path": "/v1/leads", "kind": "500"},
+                        {"path": "/v1/contacts", "after": 5, "retry_after": 0, "count": 2,
+                         "kind": "truncate_json"},
+                        {"count": 1, "retry_after": 0, "path": "/v1/leads", "after": 2,
+                         "kind": "truncate"}]}))
