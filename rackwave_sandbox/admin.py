@@ -76,10 +76,13 @@ class AdminClient:
         records: list[dict[str, Any]] | None = None,
         count: int | None = None,
         created_at: str | None = None,
+        sort_at: str | None = None,
     ) -> list[dict[str, Any]]:
         """Insert given (partial) records, or ``count`` generated ones.
 
-        Missing fields are generated; ``created_at`` defaults to now.
+        Missing fields are generated; ``created_at`` defaults to now. ``sort_at`` (a timestamp):
+        the records sort at that time whatever their ``created_at`` says, so a record can be
+        served with a ``created_at`` that is not a timestamp (``records=[{"created_at": "soon"}]``).
         """
         body: dict[str, Any] = {}
         if records is not None:
@@ -88,6 +91,8 @@ class AdminClient:
             body["count"] = 1 if count is None else count
         if created_at is not None:
             body["created_at"] = created_at
+        if sort_at is not None:
+            body["sort_at"] = sort_at
         result: list[dict[str, Any]] = self._call("POST", f"records/{kind}", json=body)["data"]
         return result
 

@@ -50,6 +50,7 @@ RUNTIME_SETTINGS: tuple[str, ...] = (
     "churn_deletes",
     "churn_on_filtered",
     "count_lag",
+    "count_lag_jitter",
     "page_cap",
 )
 
@@ -106,6 +107,11 @@ class SandboxConfig:
             ``max(0, real_total - count_lag)`` while ``data`` comes from the
             real list. A client that stops at ``last_page`` then misses the
             oldest records. Applies to filtered lists too.
+        count_lag_jitter: A lag that varies (0: off): each list response's
+            ``meta.total`` trails the data by ``count_lag`` plus a number drawn
+            uniformly from ``0..count_lag_jitter`` (a seeded RNG, reset by
+            ``/_admin/reset``), as a count served by lagging replicas would.
+            The README's assumption is a constant lag; this breaks it on purpose.
         page_cap: The most records this server puts on one page, whatever
             ``per_page`` asks for (``None``: the documented 100). Like many
             real servers, it says so: ``meta.per_page`` and ``last_page`` are
@@ -128,6 +134,7 @@ class SandboxConfig:
     churn_deletes: float = 0.0
     churn_on_filtered: bool = True
     count_lag: int = 0
+    count_lag_jitter: int = 0
     page_cap: int | None = None
 
     def __post_init__(self) -> None:
@@ -163,8 +170,10 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be a number between 0 and {MAX_CHURN_PER_REQUEST:g}")
         if not isinstance(self.churn_on_filtered, bool):
             raise ValueError("churn_on_filtered must be true or false")
-        if isinstance(self.count_lag, bool) or not isinstance(self.count_lag, int) or self.count_lag < 0:
-            raise ValueError("count_lag must be an integer >= 0")
+        for name in ("count_lag", "count_lag_jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0")
         if self.page_cap is not None and (
             isinstance(self.page_cap, bool) or not isinstance(self.page_cap, int) or self.page_cap < 1
         ):
@@ -202,7 +211,7 @@ class SandboxConfig:
         """
         if value is None:
             return None
-        if name in ("count_lag", "page_cap"):
+        if name in ("count_lag", "count_lag_jitter", "page_cap"):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be an integer")
             return value

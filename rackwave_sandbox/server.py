@@ -16,6 +16,7 @@ and body separately stalls on Nagle/delayed-ACK at ~200 req/s).
 
 from __future__ import annotations
 
+import random
 import re
 import socket
 import ssl
@@ -139,6 +140,7 @@ class SandboxState:
         self.faults = FaultInjector(cfg.seed)
         self.triggers = TriggerSet()
         self.churn = Churn(cfg.seed)
+        self.lag_rng = random.Random(f"rackwave:count_lag:{cfg.seed}")
         self.stats = Stats()
         self._config_lock = threading.Lock()
 
@@ -173,6 +175,7 @@ class SandboxState:
         self.tokens.revoke_all()
         self.faults.reset(self.config.seed)
         self.churn.reset(self.config.seed)
+        self.lag_rng = random.Random(f"rackwave:count_lag:{self.config.seed}")
         self.triggers.clear()
         self.bucket.configure(self.config.rate_limit, self.config.rate_burst)
 
@@ -341,14 +344,19 @@ def handle_list(state: SandboxState, kind: str, query: dict[str, list[str]]) -> 
     if cfg.page_cap is not None:
         per_page = min(per_page, cfg.page_cap)  # served and reported (meta.per_page) as used
     creates, deletes, count_lag = cfg.churn_creates, cfg.churn_deletes, cfg.count_lag
+    jitter = cfg.count_lag_jitter
     if not (creates or deletes) or (
         not cfg.churn_on_filtered and (status is not None or search is not None)
     ):
         with store.lock:  # hot path: no churn configured, no RNG
+            if jitter:
+                count_lag += state.lag_rng.randint(0, jitter)
             body = store.collections[kind].page(page, per_page, status, search, count_lag)
         return Response(200, body)
     with store.lock:  # churn "between two requests": nobody reads a half-churned collection
         created, deleted = state.churn.apply(store, kind, creates, deletes)
+        if jitter:
+            count_lag += state.lag_rng.randint(0, jitter)
         body = store.collections[kind].page(page, per_page, status, search, count_lag)
     state.stats.churn(kind, created, deleted)
     return Response(200, body)
@@ -392,19 +400,24 @@ def _admin_route(
             return Response(200, b'{"data":[' + b",".join(raws) + b"]}")
         if method == "POST":
             records = payload.get("records")
+            sort_at = payload.get("sort_at")  # off by default: see Collection.insert
+            if sort_at is not None and not isinstance(sort_at, str):
+                raise ValueError("sort_at must be a timestamp string or null")
             created: list[dict[str, Any]] = []
             with store.lock:
                 if records is not None:
                     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                         raise ValueError("records must be a list of objects")
                     for record in records:
-                        created.append(store.new_record(parts[1], record, payload.get("created_at")))
+                        created.append(store.new_record(parts[1], record, payload.get("created_at"),
+                                                        sort_at))
                 else:
                     count = payload.get("count", 1)
                     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
                         raise ValueError("count must be a non-negative integer")
                     for _ in range(count):
-                        created.append(store.new_record(parts[1], None, payload.get("created_at")))
+                        created.append(store.new_record(parts[1], None, payload.get("created_at"),
+                                                        sort_at))
             return json_response(201, {"data": created})
     if head == "records" and len(parts) == 3:
         coll = store.collection(parts[1])

@@ -80,6 +80,9 @@ class Collection:
         # id -> (status, lower-cased searchable text): built on the first filtered request and
         # kept up to date, so a search costs a dict look-up per record, not a JSON parse
         self._search: dict[str, tuple[Any, str]] | None = None
+        # id -> the time a record sorts at when its served ``created_at`` is not a timestamp
+        # (admin inserts with ``sort_at``: a record that breaks the API contract at a real place)
+        self._held: dict[str, int] = {}
 
     # -- loading -----------------------------------------------------------------
     def load(self, records: Iterable[tuple[int, dict[str, Any]]], keep_ids: list[str] | None = None) -> None:
@@ -102,6 +105,7 @@ class Collection:
         self._invalidate()
         self._emails = None
         self._search = None
+        self._held = {}
 
     def _invalidate(self) -> None:
         self._filter_cache.clear()
@@ -258,20 +262,30 @@ class Collection:
             del self._emails[email.lower()]
 
     # -- writing -----------------------------------------------------------------
-    def insert(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Insert a complete record (id and timestamps already set)."""
+    def insert(self, record: dict[str, Any], sort_at: int | None = None) -> dict[str, Any]:
+        """Insert a complete record (id and timestamps already set).
+
+        ``sort_at`` (epoch seconds, off by default): the record sorts at this time whatever its
+        ``created_at`` holds, which may then be anything (``"not-a-date"``, ``null``, missing):
+        a record that breaks the API contract, served where a real one would be.
+        """
         rid = record.get("id")
         if not isinstance(rid, str) or not rid:
             raise RecordError(422, "Record id must be a non-empty string.")
         if rid in self._by_id:
             raise RecordError(422, f"Duplicate id {rid!r}.")
-        try:
-            created = parse_ts(str(record["created_at"]))
-        except (KeyError, ValueError) as exc:
-            raise RecordError(422, f"Invalid created_at: {exc}") from exc
+        if sort_at is not None:
+            created = sort_at
+        else:
+            try:
+                created = parse_ts(str(record["created_at"]))
+            except (KeyError, ValueError) as exc:
+                raise RecordError(422, f"Invalid created_at: {exc}") from exc
         rec = Rec(created, rid, dumps(record))
         self._insort(rec)
         self._by_id[rid] = rec
+        if sort_at is not None:
+            self._held[rid] = sort_at
         self._index_email(record, add=True)
         self._index_search(record, add=True)
         self._invalidate()
@@ -299,10 +313,14 @@ class Collection:
         record.update(fields)
         if "updated_at" not in fields:
             record["updated_at"] = format_ts(int(time.time()))
-        try:
-            created = parse_ts(str(record["created_at"]))
-        except (KeyError, ValueError) as exc:
-            raise RecordError(422, f"Invalid created_at: {exc}") from exc
+        if rid in self._held and "created_at" not in fields:
+            created = self._held[rid]  # still broken, still where it was held
+        else:
+            try:
+                created = parse_ts(str(record["created_at"]))
+            except (KeyError, ValueError) as exc:
+                raise RecordError(422, f"Invalid created_at: {exc}") from exc
+            self._held.pop(rid, None)
         del self._asc[self._position(rec)]
         rec.created = created
         rec.raw = dumps(record)
@@ -321,6 +339,7 @@ class Collection:
         record = self.get(rid)
         rec = self._by_id.pop(rid)
         del self._asc[self._position(rec)]
+        self._held.pop(rid, None)
         self._index_email(record, add=False)
         self._index_search(record, add=False)
         self._invalidate()
@@ -364,13 +383,26 @@ class Store:
             raise RecordError(404, f"Unknown record kind {kind!r}.") from None
 
     def new_record(
-        self, kind: str, fields: dict[str, Any] | None = None, created_at: str | None = None
+        self, kind: str, fields: dict[str, Any] | None = None, created_at: str | None = None,
+        sort_at: str | None = None,
     ) -> dict[str, Any]:
-        """Generate a runtime record, apply ``fields`` on top and insert it."""
+        """Generate a runtime record, apply ``fields`` on top and insert it.
+
+        ``sort_at`` (a timestamp, off by default): the record sorts at that time and ``fields``
+        may give it a ``created_at`` that is not a timestamp (see :meth:`Collection.insert`).
+        """
+        held: int | None = None
+        if sort_at is not None:
+            try:
+                held = parse_ts(str(sort_at))
+            except ValueError as exc:
+                raise RecordError(422, f"Invalid sort_at: {exc}") from exc
+            if created_at is None:
+                created_at = str(sort_at)
         with self.lock:
             coll = self.collection(kind)
             fields = dict(fields or {})
-            given_created = fields.get("created_at", created_at)
+            given_created = created_at if held is not None else fields.get("created_at", created_at)
             self._counter += 1
             lead_ids: list[str] = []
             if kind == "contacts":
@@ -386,13 +418,13 @@ class Store:
                 record["id"] = self._first_in_order(coll, record["id"], record["created_at"])
             record.update(fields)
             if "updated_at" not in fields:
-                record["updated_at"] = record["created_at"]
+                record["updated_at"] = created_at if held is not None else record["created_at"]
             if kind == "leads" and "email" not in fields:
                 while coll.email_taken(record["email"]):
                     self._counter += 1
                     local, _, domain = record["email"].partition("@")
                     record["email"] = f"{local}x{self._counter}@{domain}"
-            return coll.insert(record)
+            return coll.insert(record, held)
 
     def _first_in_order(self, coll: Collection, rid: str, created_at: str) -> str:
         """Make a "now" record's id sort before every record of its second in API order.

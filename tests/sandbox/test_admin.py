@@ -109,7 +109,7 @@ def test_configure_validates_and_reports(sandbox: RunningServer) -> None:
     settings = sandbox.admin.configure(latency_ms=5, error_rate=0.1)
     assert settings == {"latency_ms": 5.0, "rate_limit": None, "rate_burst": None, "error_rate": 0.1,
                         "drop_rate": 0.0, "token_ttl": 3600.0, "churn_creates": 0.0, "churn_deletes": 0.0,
-                        "churn_on_filtered": True, "count_lag": 0,
+                        "churn_on_filtered": True, "count_lag": 0, "count_lag_jitter": 0,
                         "page_cap": None}
     with pytest.raises(AdminError, match="422"):
         sandbox.admin.configure(error_rate=2)
@@ -145,3 +145,31 @@ def test_stop_frees_the_port(sandbox_factory) -> None:  # type: ignore[no-untype
     with Sandbox(SandboxConfig(leads=1, contacts=0)).serve(port=server.port) as again:
         assert again.port == server.port
         assert requests.get(f"{again.root_url}/_admin/stats", timeout=5).status_code == 200
+
+
+def test_a_record_held_at_a_time_is_served_with_a_broken_created_at(
+        api: requests.Session, sandbox: RunningServer) -> None:
+    """``sort_at`` (off by default): the record sorts at a real time, its ``created_at`` is what
+    was given (not a timestamp), and it keeps its place through updates until deleted."""
+    ids = sandbox.admin.ids("leads")
+    below = sandbox.admin.get("leads", ids[10])
+    held = sandbox.admin.insert("leads", records=[{"created_at": "not-a-date"}, {"created_at": None}],
+                                sort_at=below["created_at"])
+    assert [r["created_at"] for r in held] == ["not-a-date", None]
+    assert all(r["updated_at"] == below["created_at"] for r in held)
+    order = sandbox.admin.ids("leads")
+    assert order.index(ids[10]) - 2 <= min(order.index(r["id"]) for r in held)
+    assert max(order.index(r["id"]) for r in held) <= order.index(ids[10]) + 2
+    served = [r for p in (1, 2) for r in
+              api.get(f"{sandbox.base_url}/leads", params={"page": p, "per_page": 10}, timeout=5).json()["data"]]
+    assert {r["id"] for r in held} <= {r["id"] for r in served}
+    sandbox.admin.update("leads", held[0]["id"], status="won")
+    assert sandbox.admin.ids("leads") == order and sandbox.admin.get("leads", held[0]["id"])["created_at"] == "not-a-date"
+    sandbox.admin.delete("leads", held[0]["id"])
+    assert held[0]["id"] not in sandbox.admin.ids("leads")
+    with pytest.raises(AdminError, match="422"):  # without sort_at the store refuses it, as before
+        sandbox.admin.insert("leads", records=[{"created_at": "not-a-date"}])
+    for bad in ("yesterday", 12345):
+        with pytest.raises(AdminError, match="422"):
+            sandbox.admin.insert("leads", count=1, sort_at=bad)  # type: ignore[arg-type]
+    assert len(sandbox.admin.ids("leads")) == 251

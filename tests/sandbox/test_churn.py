@@ -217,6 +217,11 @@ def test_settings_change_at_runtime(sandbox: RunningServer) -> None:
         {"count_lag": None},
         {"churn_on_filtered": "yes"},
         {"churn_creates": 3, "count_lag": -1},  # all or nothing
+        {"count_lag_jitter": -1},
+        {"count_lag_jitter": 1.5},
+        {"count_lag_jitter": "2"},
+        {"count_lag_jitter": True},
+        {"count_lag_jitter": None},
     ],
 )
 def test_invalid_settings_are_rejected(sandbox: RunningServer, settings: dict[str, Any]) -> None:
@@ -228,7 +233,8 @@ def test_invalid_settings_are_rejected(sandbox: RunningServer, settings: dict[st
 
 def test_invalid_settings_are_rejected_at_construction_and_on_the_command_line() -> None:
     for bad in ({"churn_creates": -1.0}, {"churn_deletes": float("nan")}, {"churn_creates": float("inf")},
-                {"count_lag": -1}, {"count_lag": 2.0}, {"churn_on_filtered": 1}):
+                {"count_lag": -1}, {"count_lag": 2.0}, {"churn_on_filtered": 1},
+                {"count_lag_jitter": -1}, {"count_lag_jitter": 0.5}):
         with pytest.raises(ValueError):
             SandboxConfig(**bad)
     args = build_parser().parse_args(["--churn-creates", "2.5", "--churn-deletes", "2.5", "--count-lag", "4",
@@ -276,3 +282,23 @@ def test_refused_requests_do_not_churn_and_counters_reset(sandbox_factory) -> No
     server.admin.reset()
     assert server.admin.stats()["churn"] == {}
     assert server.admin.configure()["churn_creates"] == 2.0  # reset keeps the settings, like error_rate
+
+
+def test_count_lag_jitter_varies_the_total_from_a_seed(sandbox_factory) -> None:  # type: ignore[no-untyped-def]
+    """``count_lag_jitter`` (0, off, by default): each page's total trails by ``count_lag`` plus
+    0..jitter, drawn from the seed (the same after a reset); the data is untouched."""
+    server = sandbox_factory(leads=200, contacts=10)
+    with authed_session(server) as api:
+        assert {_list(api, server)["meta"]["total"] for _ in range(5)} == {200}
+        server.admin.configure(count_lag=1, count_lag_jitter=3)
+        totals = [_list(api, server, per_page=100)["meta"] for _ in range(40)]
+        assert {m["total"] for m in totals} == {196, 197, 198, 199}
+        assert all(m["last_page"] == 2 for m in totals)
+        assert len(_list(api, server, page=2, per_page=100)["data"]) == 100
+        server.admin.reset()
+        server.admin.configure(count_lag=1, count_lag_jitter=3)
+    with authed_session(server) as api:  # the reset revoked the token
+        again = [_list(api, server, per_page=100)["meta"] for _ in range(40)]
+        assert [m["total"] for m in again] == [m["total"] for m in totals]
+        server.admin.configure(count_lag=0, count_lag_jitter=0)
+        assert _list(api, server)["meta"]["total"] == 200
