@@ -145,6 +145,17 @@ class Versions:
         if not self.on:
             return
         self._batches = batches
+        yield from self._hints(full_scan)
+
+    def now_full_scan(self) -> Iterator[Any]:
+        """The run goes on as a full scan (an incremental read repaired, ``reading.py``): its
+        load holds every record still in the API (those the incremental part read included), so
+        the hints become a full scan's and the confirmed deletions' versions close. dlt takes
+        the table's hints as they stand at the end of the extract."""
+        if self.on:
+            yield from self._hints(full_scan=True)
+
+    def _hints(self, full_scan: bool) -> Iterator[Any]:
         yield dlt.mark.with_hints([], dlt.mark.make_hints(
             table_name=self.table, write_disposition=scd2(),  # type: ignore[arg-type]
             columns={S.PRIMARY_KEY: {"merge_key": not full_scan, "nullable": False}}),

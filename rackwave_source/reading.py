@@ -67,6 +67,7 @@ class Reading:
         plan = ScanPlan(True, self.options.start_date, reason)
         self.run.repair(plan)
         self.quarantine.now_full_scan()
+        yield from self.versions.now_full_scan()
         self.rows_new = None
         yield from self._pass(plan, sink, earlier=incremental)
         assert self.scan is not None

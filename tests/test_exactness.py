@@ -208,3 +208,24 @@ def test_plain_dlt_code_gets_the_same_exception(sandbox_factory, make_loader):
     tables = loader.query("SELECT table_name FROM information_schema.tables") \
         if loader.duckdb_path.exists() else []
     assert ("leads",) not in tables  # nothing loaded
+
+
+def test_a_repair_with_history_closes_the_versions_of_records_it_confirms_deleted(
+        sandbox_factory, make_loader):
+    server = sandbox_factory(leads=230, contacts=10)
+    loader = make_loader(server, history="scd2")
+    loader.run()
+    gone = server.admin.ids("leads")[50]
+    server.admin.delete("leads", gone)
+    server.admin.insert("leads", count=3, created_at="2020-01-01T00:00:00Z")  # out of reach
+    loader.run()  # incremental, short by the 3: repaired by a full scan in the same run
+
+    assert _runs(loader)[-1]["reason"].startswith("repair:")
+    assert_equals_api(loader, server)
+    open_versions = loader.query(
+        "SELECT id FROM rackwave.leads_history WHERE _dlt_valid_to IS NULL ORDER BY id")
+    assert [r[0] for r in open_versions] == loader.ids("leads")
+    closed = loader.query(
+        f"SELECT count(*) FROM rackwave.leads_history WHERE id = '{gone}' "
+        "AND _dlt_valid_to IS NOT NULL")
+    assert closed == [(1,)]

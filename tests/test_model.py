@@ -777,9 +777,9 @@ def test_found_a_future_record_hides_later_records_from_incremental_runs() -> No
 
 
 def test_found_history_open_versions_differ_from_the_table_after_incremental_runs() -> None:
-    """Found (new, not yet diagnosed; timing-dependent steps: churn, revoked tokens): after three
-    incremental runs with history and hashing on, an open version of leads_history/contacts_history
-    is not a row of leads/contacts (exit 0)."""
+    """Found: with history on, an incremental run repaired by a full scan in the same run kept the
+    incremental run's history hints (merge key `id`), so the versions of records the repair
+    confirmed deleted stayed open (fixed: the repair switches the hints to a full scan's)."""
     replay(dict(seed=12, leads=18, lookback="0s", contacts=23, via="command", history=True,
                 per_page=20, hashing=True, bad_records="quarantine"),
            ("step", [("contacts", "future", 1, 10041), ("leads", "update", 12, 32189),
