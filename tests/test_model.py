@@ -120,9 +120,11 @@ settings.register_profile(
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much])
+# No shrinking in the long mode: an example takes seconds, so shrinking one crawls for many
+# minutes; the failure's own message lists every step and setting, replayable with `replay`.
 settings.register_profile(
     "model-long", max_examples=10, stateful_step_count=12, derandomize=False, deadline=None,
-    database=None, print_blob=False,
+    database=None, print_blob=False, phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much])
 
