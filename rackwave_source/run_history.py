@@ -64,7 +64,8 @@ class NewRows:
         self.count = 0
         self._after: Optional[datetime] = None if previous_cursor is None else from_iso(
             previous_cursor)
-        self._ahead = pa.array(sorted(ahead), pa.string())
+        listed = sorted(ahead)
+        self._ahead = pa.array(listed, pa.string()) if listed else None
 
     def add(self, records: pa.Table) -> None:
         if not records.num_rows:
@@ -75,7 +76,7 @@ class NewRows:
         column = records.column(S.CURSOR_FIELD)
         bound = pa.scalar(self._after, pa.timestamp("us", tz="UTC")).cast(column.type)
         after = pc.greater(column, bound)
-        if len(self._ahead):
+        if self._ahead is not None:
             after = pc.and_(after, pc.invert(pc.is_in(records.column(S.PRIMARY_KEY),
                                                       value_set=self._ahead)))
         self.count += int(pc.sum(after).as_py() or 0)
