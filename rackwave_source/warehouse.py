@@ -110,17 +110,19 @@ class LoadedTable:
     def census(self, since_iso: str) -> Tuple[int, Set[str]]:
         """The rows the table holds, flagged deletions aside, and the ids of those created at or
         after ``since_iso`` (an ISO timestamp this package wrote, inlined as a literal: a bound
-        parameter makes DuckDB import pandas). Two small queries on one connection."""
+        parameter makes DuckDB import pandas). One query: a round trip is what costs on a
+        warehouse such as BigQuery."""
         live = f"{DELETED_AT} IS NULL" if DELETED_AT in self.columns else "1 = 1"
         if is_lake(self.pipeline):
             return self._lake_census(since_iso)
         with self.pipeline.sql_client(S.SOURCE_NAME) as client:
             name = client.make_qualified_table_name(self.resource)
-            count = client.execute_sql(f"SELECT COUNT(*) FROM {name} WHERE {live}")
-            window = client.execute_sql(
-                f"SELECT {S.PRIMARY_KEY} FROM {name} WHERE {live} AND "
-                f"{S.CURSOR_FIELD} >= '{since_iso}'")
-        return int(count[0][0]), {str(row[0]) for row in window or ()}
+            rows = client.execute_sql(
+                f"SELECT {S.PRIMARY_KEY}, CAST(NULL AS BIGINT) FROM {name} WHERE {live} AND "
+                f"{S.CURSOR_FIELD} >= '{since_iso}' "
+                f"UNION ALL SELECT NULL, COUNT(*) FROM {name} WHERE {live}") or []
+        count = next(int(n) for i, n in rows if n is not None)
+        return count, {str(i) for i, n in rows if n is None}
 
     def _lake_census(self, since_iso: str) -> Tuple[int, Set[str]]:
         import pyarrow.dataset as ds
