@@ -22,6 +22,7 @@ next 429 is rare.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import re
@@ -154,6 +155,17 @@ def _pool(
     if proxy:
         return urllib3.ProxyManager(proxy, **options)
     return urllib3.PoolManager(**options)
+
+
+@functools.lru_cache(maxsize=64)
+def _http_date(value: str) -> Optional[datetime]:
+    """An HTTP date (a ``Date`` header) as an aware datetime, None when it is not one. Cached:
+    it changes once a second, and a run reads hundreds of pages a second."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _retry_after_seconds(value: Optional[str]) -> float:
@@ -343,13 +355,7 @@ class RackwaveClient:
         None when it sent none: what only the server can tell, so a record dated ahead of it is
         recognised whatever this machine's clock says."""
         value = getattr(self._requesting, "date", None)
-        if not value:
-            return None
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+        return _http_date(value) if value else None
 
     def _send(self, request: Request, token: str) -> BaseHTTPResponse:
         headers = {"Authorization": f"Bearer {token}"}
