@@ -78,8 +78,9 @@ class LoadedTable:
     json_columns: Set[str]
 
     @classmethod
-    def of(cls, resource: str) -> Optional["LoadedTable"]:
-        """The table, or None when this pipeline never loaded it or the destination lacks it."""
+    def of(cls, resource: str, checked: bool = True) -> Optional["LoadedTable"]:
+        """The table, or None when this pipeline never loaded it or the destination lacks it
+        (``checked``: asked of the destination; else the caller's query finds out)."""
         pipeline = current_pipeline()
         if pipeline is None or pipeline.destination is None:
             return None
@@ -89,7 +90,7 @@ class LoadedTable:
         table_schema = schema.tables[resource]
         if not (table_schema.get("x-normalizer") or {}).get("seen-data"):
             return None  # declared but never loaded
-        if not table_exists(pipeline, resource):
+        if checked and not table_exists(pipeline, resource):
             return None
         columns = table_schema.get("columns", {})
         json_columns = {n for n, c in columns.items() if c.get("data_type") == "json"}
@@ -115,12 +116,17 @@ class LoadedTable:
         live = f"{DELETED_AT} IS NULL" if DELETED_AT in self.columns else "1 = 1"
         if is_lake(self.pipeline):
             return self._lake_census(since_iso)
+        from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
         with self.pipeline.sql_client(S.SOURCE_NAME) as client:
             name = client.make_qualified_table_name(self.resource)
-            rows = client.execute_sql(
-                f"SELECT {S.PRIMARY_KEY}, CAST(NULL AS BIGINT) FROM {name} WHERE {live} AND "
-                f"{S.CURSOR_FIELD} >= '{since_iso}' "
-                f"UNION ALL SELECT NULL, COUNT(*) FROM {name} WHERE {live}") or []
+            try:
+                rows = client.execute_sql(
+                    f"SELECT {S.PRIMARY_KEY}, CAST(NULL AS BIGINT) FROM {name} WHERE {live} AND "
+                    f"{S.CURSOR_FIELD} >= '{since_iso}' "
+                    f"UNION ALL SELECT NULL, COUNT(*) FROM {name} WHERE {live}") or []
+            except DatabaseUndefinedRelation:
+                return 0, set()  # the destination lost the table
         count = next(int(n) for i, n in rows if n is not None)
         return count, {str(i) for i, n in rows if n is None}
 
