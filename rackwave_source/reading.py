@@ -98,6 +98,6 @@ class Reading:
         if plan.full_scan:
             held = held_after_full_scan(scan, deletions)
         else:
-            held, self.rows_new = held_after_incremental(scan)
+            held, self.rows_new = held_after_incremental(scan, self.run.previous_held)
         self.tally = judge(scan, held, self.quarantine.held, self.run.state,
                            deletions.undecided)

@@ -92,6 +92,9 @@ class ScanRun:
         self.first_run = state.get(STATE_CURSOR) is None
         #: the cursor this run starts from: records created after it are new (run_history.py)
         self.previous_cursor: Optional[str] = state.get(STATE_CURSOR)
+        #: the rows the last run left in the table (``verdicts.py``), None when not recorded
+        held = (state.get(STATE_LAST_RUN) or {}).get("rows_held")
+        self.previous_held: Optional[int] = held if isinstance(held, int) else None
         #: ids an earlier run loaded above that cursor (``cursor.py``): not new when read again
         self.previous_ahead: List[str] = list(state.get(STATE_AHEAD_IDS) or {})
         pipeline = current_pipeline()
