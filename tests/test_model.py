@@ -489,7 +489,9 @@ class ApiModel(RuleBasedStateMachine):
             modes = self._modes(result)
             self._check(before, modes, (started, ended), trouble)
             return
-        self.log.append(f"  failed loudly: {type(error).__name__}: {str(error)[:300]}")
+        cause = error.__cause__ or getattr(error, "exception", None) or error
+        cause = getattr(cause, "__cause__", None) or cause
+        self.log.append(f"  failed loudly: {type(cause).__name__}: {str(cause)[:300]}")
         self._recover(before, {"full" if op == "full" else "incremental"}, started, trouble)
 
     @rule(changes=CHANGES, op=st.sampled_from(["incremental", "full"]), point=st.integers(0, 10**6),
@@ -549,6 +551,13 @@ class ApiModel(RuleBasedStateMachine):
         (the command) or at most two (plain dlt)."""
         _, doubled = read_warehouse(self._duckdb)
         assert not doubled, f"a failed run left ids twice: {doubled}\nsteps:\n  " + "\n  ".join(self.log)
+        if self.profile["count_lag_jitter"]:
+            # A count that varies from page to page is outside the README's assumptions (the
+            # coverage's proofs need a constant one): a run may fail loudly over it, again and
+            # again. The plain rerun gets a server within them; the count still lags steadily.
+            self.server.admin.configure(count_lag_jitter=0)
+            self.profile = {**self.profile, "count_lag_jitter": 0}
+            self.log.append("  count_lag_jitter off for the plain rerun")
         for attempt in (1, 2):
             try:
                 result = self._run(full_scan=False)
