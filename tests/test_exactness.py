@@ -229,3 +229,36 @@ def test_a_repair_with_history_closes_the_versions_of_records_it_confirms_delete
         f"SELECT count(*) FROM rackwave.leads_history WHERE id = '{gone}' "
         "AND _dlt_valid_to IS NOT NULL")
     assert closed == [(1,)]
+
+
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_a_start_date_reconciles_against_the_records_after_it(sandbox_factory, make_loader,
+                                                               concurrency):
+    server = sandbox_factory(leads=900, contacts=10)
+    records = server.admin.records("leads")
+    start = records[400]["created_at"]  # records[:401] at or after it, roughly
+    loader = make_loader(server, start_date=start, concurrency=concurrency)
+    loader.run(resources=["leads"])
+    server.admin.insert("leads", count=7)
+    loader.run(resources=["leads"])
+    loader.run(resources=["leads"], full_scan=True)
+
+    since = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    wanted = sorted(r["id"] for r in server.admin.records("leads")
+                    if datetime.fromisoformat(r["created_at"].replace("Z", "+00:00")) >= since)
+    assert loader.ids("leads") == wanted
+    runs = _runs(loader)
+    assert [r["verdict"] for r in runs] == ["exact"] * 3
+    assert {r["count_offset"] for r in runs} == {len(server.admin.ids("leads")) - len(wanted)}
+
+
+def test_a_status_filter_reconciles_against_the_api_count_of_that_status(
+        sandbox_factory, make_loader):
+    server = sandbox_factory(leads=600, contacts=10)
+    loader = make_loader(server, lead_status="won")
+    loader.run(resources=["leads"])
+    server.admin.insert("leads", count=40)
+    loader.run(resources=["leads"])
+    won = sorted(r["id"] for r in server.admin.records("leads") if r["status"] == "won")
+    assert loader.ids("leads") == won
+    assert [(r["api_total"], r["verdict"]) for r in _runs(loader)][-1] == (len(won), "exact")
