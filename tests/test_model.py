@@ -269,8 +269,8 @@ def allowed_values(kind: str, rid: str, w: Table, facts: RunFacts, fresh: Set[st
         if old is ABSENT:
             return current if rid in fresh else current | {ABSENT}
         return current | {old}
-    if s0 is not None:  # deleted during the run
-        return {ABSENT, s0, old} if mode == "full" else ({old} if old is not ABSENT else {ABSENT, s0})
+    if s0 is not None:  # deleted during the run: read before it went (s0), or not read
+        return {ABSENT, s0, old} if mode == "full" else ({old, s0} if old is not ABSENT else {ABSENT, s0})
     if s1 is not None:  # created during the run
         return {ABSENT, s1} | ({old} if mode == "incremental" and old is not ABSENT else set())
     if old is not ABSENT:  # gone before the run
