@@ -6,12 +6,14 @@ README's plain dlt code does it, with dlt's three steps timed apart (``getrusage
 of the process, user + system). The extract step is broken down further with yappi (CPU clock,
 every thread), by the module that spends it:
 
-* **HTTP**: urllib3, http.client, sockets, the client, its auth and throttle;
-* **JSON -> Arrow**: ``decode.py`` and pyarrow's JSON reader and casts;
-* **Arrow shaping**: ``arrow_shape.py``, privacy, quarantine sorting;
-* **coverage bookkeeping**: ``scan.py``, ``coverage.py``, ``paging.py``, ``rereads.py``, the
-  cursor, the verdict (``verdicts.py``) and the deletions a full scan settles;
-* **dlt extract**: dlt writing the items as parquet files, and anything else in extract.
+* **HTTP**: a page's request and answer (``RackwaveClient.get``: urllib3, sockets, the token,
+  the throttle, retries);
+* **JSON -> Arrow**: decoding and checking the pages (``decode.py``, pyarrow's JSON reader);
+* **coverage bookkeeping**: what a scan does with each page (``Scan._take``: repeats, holes,
+  the cursor, the ids it remembers) and the run's verdict (``verdicts.py``);
+* **batching**: gathering pages into dlt items, stamping ``_dlt_load_id``;
+* **dlt writing**: dlt's extractors writing the items as parquet files;
+* the rest: dlt's extract machinery, the worker threads and queues between them.
 
 yappi's own overhead inflates pure-Python code, so the breakdown's shares, not its absolute
 seconds, are the figures to read; the step totals come from ``getrusage`` without yappi.
@@ -39,18 +41,16 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from run import SandboxProcess  # noqa: E402
 
-GROUPS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
-    ("coverage bookkeeping", ("rackwave_source/scan", "rackwave_source/coverage",
-                              "rackwave_source/paging", "rackwave_source/rereads",
-                              "rackwave_source/cursor", "rackwave_source/verdicts",
-                              "rackwave_source/deletions", "rackwave_source/reading")),
-    ("JSON -> Arrow", ("rackwave_source/decode", "pyarrow/json", "pyarrow/compute")),
-    ("Arrow shaping", ("rackwave_source/arrow_shape", "rackwave_source/privacy",
-                       "rackwave_source/quarantine", "rackwave_source/drift")),
-    ("HTTP", ("urllib3", "http/client", "socket", "ssl", "rackwave_source/client",
-              "rackwave_source/auth", "rackwave_source/throttle", "rackwave_source/endpoint")),
+#: Each concern as the functions that enter it (their inclusive CPU time, ``ttot``; none of them
+#: calls another of the list): what a page costs from its request to dlt's file.
+CONCERNS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("HTTP (request, answer, retries)", ("RackwaveClient.get",)),
+    ("JSON -> Arrow (decode, check)", ("PageReader.pages", "PageReader.page", "check_page")),
+    ("coverage bookkeeping (scan, verdict)", ("Scan._take", "held_after_full_scan",
+                                              "held_after_incremental", "judge")),
+    ("batching and load ids", ("ArrowBatch.add", "ArrowBatch.flush", "with_load_id")),
+    ("dlt writing parquet files", ("ArrowExtractor.write_items", "ObjectExtractor.write_items")),
 )
-
 
 def cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -64,18 +64,15 @@ def timed(step: Callable[[], object]) -> Tuple[float, float]:
     return cpu() - c, time.monotonic() - w
 
 
-def group_of(module: str) -> str:
-    for name, needles in GROUPS:
-        if any(n in module for n in needles):
-            return name
-    return "dlt extract and the rest"
-
-
-def extract_breakdown(stats: object) -> Counter:
-    """yappi's function stats -> CPU seconds by group (each function's own time, ``tsub``)."""
+def extract_breakdown(stats: object, total: float) -> Counter:
+    """yappi's function stats -> CPU seconds by concern; the rest of ``total`` (yappi's sum of
+    every function's own time) is dlt's extract machinery, threads and queues."""
     out: Counter = Counter()
     for fn in stats:  # type: ignore[attr-defined]
-        out[group_of(fn.module.replace("\\", "/"))] += fn.tsub
+        for name, entries in CONCERNS:
+            if fn.name in entries:
+                out[name] += fn.ttot
+    out["dlt's extract, threads, queues (the rest)"] = max(0.0, total - sum(out.values()))
     return out
 
 
@@ -117,7 +114,8 @@ def main() -> int:
             yappi.start(builtins=True)
             pipeline.extract(source)
             yappi.stop()
-            breakdown = extract_breakdown(yappi.get_func_stats())
+            stats = yappi.get_func_stats()
+            breakdown = extract_breakdown(stats, sum(fn.tsub for fn in stats))
         per = 100_000 / rows
         print(f"{rows:,} rows at {args.latency_ms:g} ms: CPU seconds per 100k rows (wall s)")
         for step, (c, w) in results.items():
