@@ -111,29 +111,39 @@ def pairs_proven_by_counts(observations: Iterable[Observation]) -> List[Tuple[Ob
     return proven
 
 
-def join_range(upper: Observation, lower: Observation) -> Tuple[int, int]:
-    """The closed range between two pages, as an open range (``lo - 1``, ``hi + 1``); an empty
-    range when ``lower`` is blind (its upper edge is unknown: see :func:`chained_joins`)."""
-    hi = upper.lo if upper.size else upper.hi
-    if lower.size:
-        lo = lower.hi
-    elif lower.ends:
-        lo = NEG_INF
+Ids = FrozenSet[Optional[str]]
+#: A range some pages vouch for: ``(lo, hi, lo_ids, hi_ids)``, closed at both ends, where at
+#: ``hi`` it holds the records from those of ``hi_ids`` on (in list order), at ``lo`` those up to
+#: those of ``lo_ids``. A tie group (records sharing one ``created_at``) longer than a page is only
+#: vouched for as far as such ids link it: a timestamp is never taken whole from one end of it.
+Range = Tuple[int, int, Ids, Ids]
+
+
+def join_range(upper: Observation, lower: Observation) -> Optional[Range]:
+    """What two pages proven joined vouch for between them: from ``upper``'s last record down to
+    ``lower``'s first (to the end of the list when ``lower`` ends it with nothing timed). None when
+    ``lower`` is blind (its upper edge is unknown: see :func:`chained_joins`)."""
+    if upper.size:
+        hi, hi_ids = upper.lo, upper.lo_ids
     else:
-        return NEG_INF, NEG_INF
-    return max(NEG_INF, lo - 1), min(POS_INF, hi + 1)
+        hi, hi_ids = upper.hi, frozenset()  # page 1 with nothing timed: the top
+    if lower.size:
+        return lower.hi, hi, lower.hi_ids, hi_ids
+    if lower.ends:
+        return NEG_INF, hi, frozenset(), hi_ids
+    return None
 
 
-def chained_joins(pairs: Sequence[Tuple[Observation, Observation]]) -> List[Tuple[int, int]]:
-    """The open ranges that joined neighbours vouch for, each from an anchored page down to the
-    next anchored one, across blind pages between them: pages ``p``, ``p+1`` (blind) and ``p+2``
+def chained_joins(pairs: Sequence[Tuple[Observation, Observation]]) -> List[Range]:
+    """The ranges that joined neighbours vouch for, each from an anchored page down to the next
+    anchored one, across blind pages between them: pages ``p``, ``p+1`` (blind) and ``p+2``
     proven joined pair by pair hold every record between ``p``'s last and ``p+2``'s first (those on
     ``p+1`` have no ``created_at`` to miss). A chain that starts on a blind page anchors nothing,
     but page 1, whose upper edge is the top of the list."""
     below: Dict[int, List[Observation]] = {}
     for upper, lower in pairs:
         below.setdefault(id(upper), []).append(lower)
-    out: List[Tuple[int, int]] = []
+    out: List[Range] = []
     for upper, lower in pairs:
         if upper.blind and upper.number != 1:
             continue
@@ -143,8 +153,10 @@ def chained_joins(pairs: Sequence[Tuple[Observation, Observation]]) -> List[Tupl
             page = frontier.pop()
             if page.blind:
                 frontier.extend(below.get(id(page), ()))
-            else:
-                out.append(join_range(upper, page))
+                continue
+            joined = join_range(upper, page)
+            if joined is not None:
+                out.append(joined)
     return out
 
 
@@ -170,7 +182,7 @@ class Coverage:
 
     per_page: int
     observations: List[Observation] = field(default_factory=list)
-    extra_joins: List[Tuple[int, int]] = field(default_factory=list)
+    extra_joins: List[Range] = field(default_factory=list)
     # listed ranges, for repeats: merged open intervals, and the ids listed at each edge timestamp
     _starts: List[int] = field(default_factory=list)
     _ends: List[int] = field(default_factory=list)
@@ -227,42 +239,77 @@ class Coverage:
         self._starts[left:right] = [lo]
         self._ends[left:right] = [hi]
 
-    def join(self, lo: int, hi: int) -> None:
-        """Declares the open range (lo, hi) complete (e.g. pages a quiet scan proved joined)."""
-        self.extra_joins.append((lo, hi))
+    def join(self, joined: Range) -> None:
+        """Declares a range complete (e.g. pages a quiet scan proved joined)."""
+        self.extra_joins.append(joined)
 
     def gaps(self, since: Optional[int] = None) -> List[Gap]:
         """Ranges no page, no count and no declared join vouches for, from the top down to
         ``since`` (microseconds; None: the bottom of the list)."""
-        Ids = FrozenSet[Optional[str]]
         ranges: List[Tuple[int, int, Ids, Ids, Optional[Observation]]] = []
         for obs in self.observations:
             if obs.size or (obs.number == 1 and obs.ends):
                 ranges.append((obs.lo, obs.hi, obs.lo_ids, obs.hi_ids, obs))
-        for lo, hi in chained_joins(pairs_proven_by_counts(self.observations)):
-            ranges.append((lo, hi, frozenset(), frozenset(), None))
-        for lo, hi in self.extra_joins:
-            ranges.append((lo, hi, frozenset(), frozenset(), None))
-        ranges.sort(key=lambda r: (-r[1], r[0]))
-        floor = NEG_INF if since is None else since
-        covered = POS_INF  # (covered, +inf) is complete so far
-        covered_ids: FrozenSet[Optional[str]] = frozenset()
-        above: Optional[Observation] = None
-        found: List[Gap] = []
-        for lo, hi, lo_ids, hi_ids, origin in ranges:
-            if covered <= floor:
-                break
-            if lo >= covered:
-                if lo == covered:
-                    covered_ids = covered_ids | lo_ids
-                continue
-            joined = hi >= POS_INF or hi > covered or (hi == covered and bool(hi_ids & covered_ids))
-            if not joined:
-                found.append(Gap(max(hi, floor), covered, above))
-            covered_ids = lo_ids
-            covered = lo
-            if origin is not None:
-                above = origin
-        if covered > floor:
-            found.append(Gap(floor, covered, above))
-        return found
+        joins = chained_joins(pairs_proven_by_counts(self.observations)) + self.extra_joins
+        ranges += [(lo, hi, lo_ids, hi_ids, None) for lo, hi, lo_ids, hi_ids in joins]
+        # top down; at one ``hi``, the ranges that lie wholly at it first (a tie group's pages,
+        # linked by the ids they share), then those reaching below it
+        ranges.sort(key=lambda r: (-r[1], -r[0]))
+        return _walk(ranges, NEG_INF if since is None else since)
+
+
+def _walk(ranges: List[Tuple[int, int, Ids, Ids, Optional[Observation]]],
+          floor: int) -> List[Gap]:
+    """The gaps left between sorted ranges, from the top of the list down to ``floor``."""
+    covered = POS_INF  # (covered, +inf) is complete so far, and at ``covered`` the records
+    covered_ids: Ids = frozenset()  # down to those of ``covered_ids``
+    above: Optional[Observation] = None
+    found: List[Gap] = []
+    index = 0
+    while index < len(ranges) and covered > floor:
+        lo, hi, lo_ids, hi_ids, origin = ranges[index]
+        if lo == hi == covered:  # pieces of a tie group at the edge: linked by shared ids
+            group = []
+            while index < len(ranges) and ranges[index][0] == ranges[index][1] == covered:
+                group.append(ranges[index])
+                index += 1
+            linked, above = _link(group, covered_ids, above)
+            if linked is None:
+                found.append(Gap(covered, covered, above))
+                linked = covered_ids.union(*(r[2] for r in group))
+            covered_ids = linked
+            continue
+        index += 1
+        if lo >= covered:
+            if lo == covered:
+                covered_ids = covered_ids | lo_ids
+            continue
+        joined = hi >= POS_INF or hi > covered or (hi == covered and bool(hi_ids & covered_ids))
+        if not joined:
+            found.append(Gap(max(hi, floor), covered, above))
+        covered_ids = lo_ids
+        covered = lo
+        if origin is not None:
+            above = origin
+    if covered > floor:
+        found.append(Gap(floor, covered, above))
+    return found
+
+
+def _link(group: List[Tuple[int, int, Ids, Ids, Optional[Observation]]], ids: Ids,
+          above: Optional[Observation]) -> Tuple[Optional[Ids], Optional[Observation]]:
+    """Joins the pieces of a tie group, in any order, to the records at its timestamp already
+    covered (``ids``): each piece that shares a record with them adds its own. Returns the ids
+    covered then, or None when a piece stays apart (records between may be missing), and the
+    last page joined (where a re-read starts)."""
+    pending = list(group)
+    progress = True
+    while pending and progress:
+        progress = False
+        for piece in list(pending):
+            if piece[3] & ids:
+                ids = ids | piece[2]
+                above = piece[4] or above
+                pending.remove(piece)
+                progress = True
+    return (None if pending else ids), above

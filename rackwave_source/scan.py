@@ -201,8 +201,8 @@ class Scan:
         self.quiet = self._proven_quiet(walk[0])
         self.facts.steady = self._steady(walk[0])
         if self.quiet:
-            for lo, hi in chained_joins(self._main_neighbours()):
-                self.coverage.join(lo, hi)
+            for joined in chained_joins(self._main_neighbours()):
+                self.coverage.join(joined)
 
     def _holes(self) -> Iterator[Kept]:
         for _ in range(S.MAX_REREAD_ROUNDS):

@@ -808,3 +808,19 @@ def test_found_history_open_versions_differ_from_the_table_after_incremental_run
                          "kind": "truncate_json"},
                         {"count": 1, "retry_after": 0, "path": "/v1/leads", "after": 2,
                          "kind": "truncate"}]}))
+
+
+def test_found_a_tie_group_longer_than_a_page_slid_past_an_incremental_run() -> None:
+    """Found (new, fixed): 16 leads in one second at the top, read 3 a page while churn created
+    one per request and a trigger deleted the 3 newest: two of the group slid onto a page already
+    read. The coverage took the whole second as vouched for by a count-proven pair of pages
+    further down (a join was an open range around it), so no hole was read again and the run
+    exited 0 without them. Joins now vouch only from page to page, and a tie group's pages link
+    through the records they share."""
+    replay(dict(seed=165, lookback="0s", contacts=22, per_page=5, via="command", hashing=False,
+                bad_records="quarantine", leads=23, history=False),
+           ("step", [("leads", "tie_top", 11, 137027)], (3, 0, 0), "incremental",
+            {**QUIET, "churn_creates": 1.0,
+             "triggers": [("/v1/contacts", 1, "insert", 1, 1579),
+                          ("/v1/leads", 5, "delete_newest", 3, 84090)]}))
+

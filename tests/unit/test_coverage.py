@@ -74,7 +74,7 @@ def test_a_declared_join_closes_a_seam():
     coverage.add(page(2, (60, 50, 40), 8, at=1))
     coverage.add(page(1, (90, 80, 70), 8, at=2))
     coverage.add(page(3, (30, 20), 8, at=3))
-    coverage.join(60 * US - 1, 70 * US + 1)
+    coverage.join((60 * US, 70 * US, frozenset({"r60"}), frozenset({"r70"})))
     assert holes(coverage) == []
 
 
@@ -177,3 +177,27 @@ def test_page_sizes_differ_so_numbers_do_not_pair():
     coverage.add(other)
     coverage.add(page(1, (90, 80, 70), 8, at=0.5))
     assert (35 * US, 40 * US) in holes(coverage)
+
+
+def test_a_tie_group_longer_than_a_page_is_whole_only_where_its_pages_share_records():
+    # Six records created in one second span pages 1 and 2; two deletions above slid d and e onto
+    # page 1 after it was read. The pages touch at that second but share no record.
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(1, (90, 90, 90), 12, at=1, ids=["a", "b", "c"]))
+    coverage.add(page(2, (90, 90, 90), 10, at=2, ids=["f", "g", "h"]))
+    coverage.add(page(3, (90, 80, 70), 10, at=3, ids=["i", "j", "k"]))  # counts join 2 and 3
+    coverage.add(page(4, (60,), 10, at=4))
+    assert holes(coverage) == [(90 * US, 90 * US)]
+    # the re-read of that second, with a page size whose pages overlap both
+    coverage.add(page(1, (90, 90, 90, 90), 10, at=5, ids=["b", "c", "f", "g"]))
+    assert holes(coverage) == []
+
+
+def test_the_pages_of_a_tie_group_link_in_any_order():
+    coverage = Coverage(PER_PAGE)
+    coverage.add(page(3, (90, 90, 80), 9, at=1, ids=["e", "f", "g"]))
+    coverage.add(page(2, (90, 90, 90), 9, at=2, ids=["c", "d", "e"]))
+    coverage.add(page(1, (90, 90, 90), 9, at=3, ids=["a", "b", "c"]))
+    coverage.add(page(4, (70, 60, 50), 9, at=4, ids=["h", "i", "j"]))
+    coverage.add(page(5, (), 9, at=5))
+    assert holes(coverage) == []
