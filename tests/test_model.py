@@ -581,9 +581,9 @@ class ApiModel(RuleBasedStateMachine):
                 raise AssertionError(
                     f"the plain rerun after a failed run failed too ({type(exc).__name__}: {exc}): "
                     "no fault is left, it must load\nsteps:\n  " + "\n  ".join(self.log)) from exc
-            modes = self._modes(result)
-            if modes != failed_modes:
-                modes = modes | failed_modes
+            # the killed or failed run may have loaded, as what it really was (an incremental
+            # run repaired by a full scan loads as one): its row in rackwave_runs says
+            modes = self._modes(result) | failed_modes | self._modes_loaded_since(started)
             problems = self._check(before, modes, (started, time.time()), trouble,
                                    final=attempt == 2 or self.via == "command")
             self.log.append(f"  rerun {attempt}: {sorted(modes)}: {len(problems)} problems")
@@ -642,6 +642,12 @@ class ApiModel(RuleBasedStateMachine):
 
     def _run(self, full_scan: bool) -> Any:
         return self._loader().run(full_scan=full_scan)
+
+    def _modes_loaded_since(self, started: float) -> Set[str]:
+        """The modes of the runs rackwave_runs holds that started after ``started``."""
+        rows = _query(self._duckdb, f"SELECT DISTINCT mode FROM {DATASET}.rackwave_runs "
+                                    f"WHERE epoch(started_at) >= {started - 1}") or []
+        return {"full" if "full" in str(mode) else "incremental" for (mode,) in rows}
 
     @staticmethod
     def _modes(result: Any) -> Set[str]:
