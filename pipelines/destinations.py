@@ -8,14 +8,16 @@ them and the layout each warehouse rewards:
   any list or object column) is handed over as JSON text, which COPY parses into the ``jsonb``
   column the schema declares: 2x faster and half the memory of INSERT statements (110k rows in
   5.1 s instead of 10.1 s; peak RSS 219 MB instead of 404 MB).
-* BigQuery and Snowflake: JSONL, the loader format dlt prefers for both, which carries ``tags``
-  into a JSON / VARIANT column. BigQuery tables are partitioned by ``created_at`` day and
-  clustered by ``status`` (leads); Snowflake's leads table is clustered by ``status``.
+* BigQuery and Snowflake: JSONL, which carries ``tags`` into a JSON / VARIANT column (the source
+  asks for it, ``settings.LOADER_FILE_FORMATS``, so plain dlt code gets it too). BigQuery tables
+  are partitioned by ``created_at`` day and clustered by ``status`` (leads); Snowflake's leads
+  table is clustered by ``status``.
 * Lake files (``filesystem``): Delta tables by default, which dlt can merge. Plain parquet files
   can only be appended to: with ``lake_format = "parquet"`` every run must be a full scan, which
   replaces the files (the source refuses an incremental run there).
 
-Whatever is configured in dlt's own settings (a loader file format) wins.
+The command chooses no file format: the source's tables carry the one each destination needs,
+and whatever is configured in dlt's own settings (a loader file format) wins.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import re
 from typing import Any, Dict, List, Optional
 
 import dlt
-from dlt.common.destination import TLoaderFileFormat
 from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
@@ -39,13 +40,6 @@ DUCKDB_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \
 DEFAULT_LAKE_FORMAT = "delta"
 #: dlt config key of the lake format, beside the bucket_url it applies to
 LAKE_FORMAT_KEY = "destination.filesystem.lake_format"
-LOADER_FORMAT_KEY = "normalize.loader_file_format"  # dlt's own setting; it wins when set
-LOADER_FILE_FORMATS: Dict[str, TLoaderFileFormat] = {
-    "filesystem": "parquet",  # Delta tables are parquet files
-    "postgres": "csv",  # list columns as JSON text: the source does it (arrow_shape.json_as_text)
-    "bigquery": "jsonl",
-    "snowflake": "jsonl",
-}
 #: DuckDB's defaults (80 % of RAM, a thread per core) let its buffers grow with the table while
 #: it loads parquet: peak RSS went from 317 MB at 100,000 leads to 540 MB at 1,000,000. With these
 #: it stays flat and the 100,000-lead load is no slower (benchmarks/README.md); DuckDB spills to a
@@ -166,10 +160,3 @@ def duckdb_lock_error(path: str, holder: Optional["re.Match[str]"]) -> Warehouse
         "wait for it to end, then run again. No cursor moved: the next run loads what this one "
         "would have."
     )
-
-
-def loader_file_format(destination: str) -> Optional[TLoaderFileFormat]:
-    """The file format dlt writes for this destination (None: dlt's choice, parquet here)."""
-    if dlt.config.get(LOADER_FORMAT_KEY) is not None:
-        return None  # configured: dlt applies it
-    return LOADER_FILE_FORMATS.get(destination)

@@ -60,7 +60,6 @@ from pipelines.destinations import (
     LAKE_FORMATS,
     is_unreachable,
     lake_format,
-    loader_file_format,
     make_destination,
     missing_destination_setting,
     unreachable_warehouse,
@@ -277,7 +276,6 @@ def run_pipeline(
         pipeline.run(
             source,
             refresh="drop_sources" if full_refresh else None,  # type: ignore[arg-type]
-            loader_file_format=loader_file_format(destination),  # type: ignore[arg-type]
             table_format="delta" if lake == "delta" else None,  # type: ignore[arg-type]
         )
     except PipelineStepFailed as exc:

@@ -56,7 +56,7 @@ from .exceptions import ConfigurationError
 from .options import ValidatedOptions
 from .scan import Scan
 from .schema import LOAD_ID_COLUMN, TColumns
-from .warehouse import LoadedTable, current_pipeline
+from .warehouse import LoadedTable, current_pipeline, destination_kind, loader_hints
 
 logger = logging.getLogger("rackwave_source")
 #: columns that are not the record's: dlt's, and the connector's own (deletion flag, row hash)
@@ -158,8 +158,8 @@ class Versions:
     def _hints(self, full_scan: bool) -> Iterator[Any]:
         yield dlt.mark.with_hints([], dlt.mark.make_hints(
             table_name=self.table, write_disposition=scd2(),  # type: ignore[arg-type]
-            columns={S.PRIMARY_KEY: {"merge_key": not full_scan, "nullable": False}}),
-            create_table_variant=True)
+            columns={S.PRIMARY_KEY: {"merge_key": not full_scan, "nullable": False}},
+            **loader_hints(destination_kind())), create_table_variant=True)
 
     def add(self, records: pa.Table) -> Iterator[Any]:
         """Records as the API has them now: each one's current version."""

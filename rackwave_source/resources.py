@@ -34,7 +34,7 @@ from .run_history import declare as declare_run_history
 from .progress import Progress
 from .scan_run import ScanRun
 from .verdicts import check
-from .warehouse import destination_kind, table_format
+from .warehouse import destination_kind, loader_hints, table_format
 from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
 
 
@@ -88,7 +88,8 @@ def _hints(spec: S.ResourceSpec, destination: str, flag: bool) -> Any:
     layout, table_hints = _layout(spec, destination)
     return dlt.mark.with_hints([], dlt.mark.make_hints(
         write_disposition="merge", columns={**deleted_at_column(flag), **layout},
-        additional_table_hints={**table_hints, **_stage_hints(destination)} or None))
+        additional_table_hints={**table_hints, **_stage_hints(destination)} or None,
+        **loader_hints(destination)))
 
 
 def _stage_hints(kind: str) -> Dict[str, Any]:

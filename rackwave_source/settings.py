@@ -115,11 +115,21 @@ MAX_REREAD_ROUNDS = 8
 SEARCH_PARAM = "search"
 LOOKUP_MAX_PAGES = 3
 
-# Rows per Arrow item handed to dlt (dlt's per-item overhead is ~10 ms; see records.ArrowBatch).
+# Rows per Arrow item handed to dlt (dlt's per-item overhead; see resources._Batches).
 ARROW_BATCH_ROWS = 20_000
 
 # One row per resource per completed run, in the dataset beside the data (run_history.py).
 RUNS_TABLE = "rackwave_runs"
+
+# The loader file format each table of the source asks for, by destination (a ``file_format``
+# table hint, so a user's own pipeline with dlt's defaults gets it too; a format configured in
+# dlt's ``normalize.loader_file_format`` wins). dlt writes Arrow items as parquet by default,
+# which BigQuery cannot load into a JSON column (``tags``) and which fakes nothing for Snowflake's
+# VARIANT: JSONL, both destinations' preferred format, carries lists into JSON / VARIANT columns.
+# Postgres takes Arrow as CSV, lists as JSON text (``arrow_shape.json_as_text``); DuckDB and lake
+# files take parquet: dlt's defaults, nothing asked.
+LOADER_FILE_FORMATS: Dict[str, str] = {"bigquery": "jsonl", "snowflake": "jsonl"}
+LOADER_FORMAT_CONFIG_KEY = "normalize.loader_file_format"
 
 # history = "scd2": each resource also keeps ``<resource>_history``, every observed version of a
 # record with dlt's scd2 validity columns (history.py); "off" keeps the current state only.

@@ -1,7 +1,8 @@
 """What the destination holds of a resource's table, read back through the running pipeline.
 
 A full scan settles the rows it did not see (``deletions.py``) from what the destination itself
-holds. SQL destinations are read through ``pipeline.dataset()``, lake tables through ``lake.py``.
+holds. SQL destinations are read through ``pipeline.dataset()``, lake tables through ``lake.py``;
+whatever shape either hands back is made the shape the source loaded by ``readback.py``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dlt.common.configuration.container import Container
-from dlt.common.json import json
 from dlt.common.pipeline import PipelineContext
 
 from . import settings as S
 from .cursor import from_iso
 from .lake import is_lake, lake_table
+from .readback import conformed, gathered
 
 #: the column a confirmed deletion sets (``deletions.py``); rows with it set are not counted
 DELETED_AT = "_rackwave_deleted_at"
@@ -76,14 +77,26 @@ def _extract_sql_client(pipeline: Any) -> Any:
 
 def merged_variant_hints(resource: str) -> Dict[str, Any]:
     """Hints for an item of a merged table variant of ``resource`` (``rackwave_runs``,
-    ``rackwave_quarantine``). On the filesystem destination, the table format the resource's
-    table got from ``pipeline.run(..., table_format="delta")``, which dlt gives the resource's own
-    table only: so the variant is a Delta table beside Delta tables (and merges). Plain parquet
-    files cannot merge: there it is appended to (as dlt would fall back to, with a warning)."""
-    if destination_kind() != "filesystem":
-        return {}
+    ``rackwave_quarantine``): the destination's file format (``loader_hints``); on the
+    filesystem destination, the table format the resource's table got from
+    ``pipeline.run(..., table_format="delta")``, which dlt gives the resource's own table only:
+    so the variant is a Delta table beside Delta tables (and merges). Plain parquet files cannot
+    merge: there it is appended to (as dlt would fall back to, with a warning)."""
+    kind = destination_kind()
+    if kind != "filesystem":
+        return loader_hints(kind)
     found = table_format(resource)
     return {"table_format": found} if found else {"write_disposition": "append"}
+
+
+def loader_hints(kind: str) -> Dict[str, Any]:
+    """The ``file_format`` hint every table of the source carries on destination ``kind``
+    (``settings.LOADER_FILE_FORMATS``): none where dlt's defaults load the source's Arrow
+    items, or where dlt's own setting names a format."""
+    wanted = S.LOADER_FILE_FORMATS.get(kind)
+    if wanted is None or dlt.config.get(S.LOADER_FORMAT_CONFIG_KEY) is not None:
+        return {}
+    return {"file_format": wanted}
 
 
 @dataclass
@@ -92,8 +105,12 @@ class LoadedTable:
 
     pipeline: Any
     resource: str
-    columns: Set[str]
-    json_columns: Set[str]
+    #: the table's columns as dlt's schema declares them: what read-back rows are cast to
+    declared: Dict[str, Any]
+
+    @property
+    def columns(self) -> Set[str]:
+        return set(self.declared)
 
     @classmethod
     def of(cls, resource: str, checked: bool = True) -> Optional["LoadedTable"]:
@@ -110,38 +127,38 @@ class LoadedTable:
             return None  # declared but never loaded
         if checked and not table_exists(pipeline, resource):
             return None
-        columns = table_schema.get("columns", {})
-        json_columns = {n for n, c in columns.items() if c.get("data_type") == "json"}
-        return cls(pipeline, resource, set(columns), json_columns)
+        return cls(pipeline, resource, dict(table_schema.get("columns", {})))
 
     def keys(self, wanted: Sequence[str]) -> Iterator[pa.Table]:
-        """The table's rows, only the ``wanted`` columns it has, in chunks."""
+        """The table's rows, only the ``wanted`` columns it has (on BigQuery, what a query is
+        billed by), in chunks: every page of the result."""
         names = [name for name in wanted if name in self.columns]
         if is_lake(self.pipeline):
             data = lake_table(self.pipeline, self.resource)
-            for batch in data.to_batches(columns=names, batch_size=_CHUNK) if data else ():
-                if batch.num_rows:
-                    yield pa.Table.from_batches([batch])
-            return
-        relation = self.pipeline.dataset(schema=S.SOURCE_NAME)[self.resource].select(*names)
-        yield from relation.iter_arrow(chunk_size=_CHUNK)
+            chunks = data.to_batches(columns=names, batch_size=_CHUNK) if data else ()
+        else:
+            relation = self.pipeline.dataset(schema=S.SOURCE_NAME)[self.resource]
+            chunks = relation.select(*names).iter_arrow(chunk_size=_CHUNK)
+        yield from conformed(chunks, self.declared)
 
     def census(self, since_iso: str) -> Tuple[int, Set[str]]:
         """The rows the table holds, flagged deletions aside, and the ids of those created at or
         after ``since_iso`` (an ISO timestamp this package wrote, inlined as a literal: a bound
         parameter makes DuckDB import pandas). One query: a round trip is what costs on a
         warehouse such as BigQuery."""
-        live = f"{DELETED_AT} IS NULL" if DELETED_AT in self.columns else "1 = 1"
         if is_lake(self.pipeline):
             return self._lake_census(since_iso)
         from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
         with _extract_sql_client(self.pipeline) as client:
             name = client.make_qualified_table_name(self.resource)
+            key, cursor, deleted = (client.escape_column_name(c) for c in (
+                S.PRIMARY_KEY, S.CURSOR_FIELD, DELETED_AT))
+            live = f"{deleted} IS NULL" if DELETED_AT in self.columns else "1 = 1"
             try:
                 rows = client.execute_sql(
-                    f"SELECT {S.PRIMARY_KEY}, CAST(NULL AS BIGINT) FROM {name} WHERE {live} AND "
-                    f"{S.CURSOR_FIELD} >= '{since_iso}' "
+                    f"SELECT {key}, CAST(NULL AS BIGINT) FROM {name} WHERE {live} AND "
+                    f"{cursor} >= '{since_iso}' "
                     f"UNION ALL SELECT NULL, COUNT(*) FROM {name} WHERE {live}") or []
             except DatabaseUndefinedRelation:
                 return 0, set()  # the destination lost the table
@@ -163,37 +180,25 @@ class LoadedTable:
                 {str(i) for i in ids.column(S.PRIMARY_KEY).to_pylist()})
 
     def rows(self, ids: List[str]) -> pa.Table:
-        """Whole rows of these ids as they were loaded (see ``as_loaded``)."""
+        """Whole rows of these ids, made again as the source yields them (``readback.py``):
+        every page of every query's result, cast to the declared columns."""
         if is_lake(self.pipeline):
             data = lake_table(self.pipeline, self.resource)
             assert data is not None  # ``of`` saw it
             wanted = pa.array(ids, pa.string())
-            parts = [  # batch by batch: bounded memory (Delta's ids may be string_view)
+            parts = (  # batch by batch: bounded memory (Delta's ids may be string_view)
                 batch.filter(pc.is_in(pc.cast(batch.column(S.PRIMARY_KEY), pa.string()), wanted))
                 for batch in data.to_batches(batch_size=_CHUNK)
-            ]
-            if not parts:
-                return self.as_loaded(data.head(0))
-            found = pa.Table.from_batches([b for b in parts if b.num_rows], parts[0].schema)
-            return self.as_loaded(found)
+            )
+            return gathered(parts, self.declared)
         relation = self.pipeline.dataset(schema=S.SOURCE_NAME)[self.resource]
-        parts = [
-            relation.where(S.PRIMARY_KEY, "in", ids[at:at + _IDS_PER_QUERY]).arrow()
+        chunks = (
+            chunk
             for at in range(0, len(ids), _IDS_PER_QUERY)
-        ]
-        return self.as_loaded(pa.concat_tables(parts, promote_options="permissive"))
-
-    def as_loaded(self, table: pa.Table) -> pa.Table:
-        """Rows read back, made again as the source yields them: minus dlt's own columns, JSON
-        columns (text in DuckDB and Postgres) as the lists they were loaded as."""
-        table = table.drop_columns([n for n in table.column_names if n.startswith("_dlt_")])
-        for name in self.json_columns & set(table.column_names):
-            column = table.column(name)
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                values = [None if v is None else json.loads(v) for v in column.to_pylist()]
-                table = table.set_column(table.schema.get_field_index(name), name,
-                                         pa.array(values, pa.list_(pa.string())))
-        return table
+            for chunk in relation.where(S.PRIMARY_KEY, "in", ids[at:at + _IDS_PER_QUERY])
+            .iter_arrow(chunk_size=_CHUNK)
+        )
+        return gathered(chunks, self.declared)
 
 
 def table_exists(pipeline: Any, table: str) -> bool:
