@@ -95,7 +95,9 @@ def loader(sandbox: RunningServer, make_loader: LoaderFactory) -> Loader:
 
 import os  # noqa: E402
 
+from emulators.bigquery import BigQueryEmulator  # noqa: E402
 from warehouses import (  # noqa: E402
+    BigQueryWarehouse,
     DeltaWarehouse,
     DuckDBWarehouse,
     PostgresServer,
@@ -103,7 +105,7 @@ from warehouses import (  # noqa: E402
     Warehouse,
 )
 
-WAREHOUSES = ("duckdb", "postgres", "delta")
+WAREHOUSES = ("duckdb", "postgres", "delta", "bigquery")
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +123,20 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def bigquery_emulator() -> Iterator[BigQueryEmulator]:
+    """One local BigQuery (bqemulator) for the session, on a free loopback port: built into
+    ``.venv-recipes/bigquery-emulator`` on first use, or ``RACKWAVE_TEST_BIGQUERY_EMULATOR``
+    (``http://127.0.0.1:PORT``) if set. Each test gets a project of its own on it."""
+    from emulators.bigquery import from_environment
+
+    emulator = from_environment()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
 @pytest.fixture(params=["command", "dlt"])
 def via(request: pytest.FixtureRequest) -> str:
     """The same story through the `rackwave` command and through a user's own plain dlt code."""
@@ -129,12 +145,20 @@ def via(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=WAREHOUSES)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """The same end-to-end test on DuckDB, Postgres and Delta tables in a local folder."""
+    """The same end-to-end test on DuckDB, Postgres, Delta tables in a local folder and BigQuery
+    (the local emulator)."""
     if request.param == "duckdb":
         yield DuckDBWarehouse(tmp_path / "rackwave_data.duckdb")
     elif request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres_server")
         with server.database() as dsn:
             yield PostgresWarehouse(dsn)
+    elif request.param == "bigquery":
+        emulator: BigQueryEmulator = request.getfixturevalue("bigquery_emulator")
+        bigquery = BigQueryWarehouse.fresh(emulator, tmp_path / "bigquery")
+        try:
+            yield bigquery
+        finally:
+            bigquery.drop()
     else:
         yield DeltaWarehouse(tmp_path / "lake")
