@@ -216,8 +216,16 @@ class BigQueryWarehouse(Warehouse):
         return [f.name for f in result.schema], [tuple(row.values()) for row in result]
 
     def columns(self, table: str) -> Dict[str, str]:
-        schema = self.client().get_table(f"{self.project}.{DATASET}.{table}").schema
-        return {f.name: _BIGQUERY_TYPES.get(f.field_type, f.field_type) for f in schema}
+        """Emulator shim 3, column types from a query: the emulator's table metadata (``tables.get``,
+        ``INFORMATION_SCHEMA.COLUMNS``) is taken once, when ``CREATE TABLE`` runs, and from Arrow
+        types: a column dlt adds later with ``ALTER TABLE ... ADD COLUMN`` is missing from it, and
+        a ``JSON`` column reads as ``STRING``. The schema of a query's result comes from the
+        table as DuckDB holds it now, JSON included; on BigQuery both agree."""
+        from google.cloud import bigquery
+
+        result = self.client().query(f"SELECT * FROM {DATASET}.{table} LIMIT 0",
+                                     job_config=bigquery.QueryJobConfig()).result()
+        return {f.name: _BIGQUERY_TYPES.get(f.field_type, f.field_type) for f in result.schema}
 
     def drop(self) -> None:
         """Removes the test's datasets (the emulator keeps every table in memory)."""
