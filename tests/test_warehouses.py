@@ -100,10 +100,10 @@ def test_bigquery_has_the_same_columns_and_types_as_duckdb(sandbox, make_loader,
     # BigQuery (the local emulator) kept out of the test above: one warehouse's failure there
     # would hide the others' comparison.
     kinds: Dict[str, Dict[str, Dict[str, str]]] = {}
+    duckdb = DuckDBWarehouse(tmp_path / "duckdb" / "rackwave_data.duckdb")
     bigquery = BigQueryWarehouse.fresh(bigquery_emulator, tmp_path / "bigquery-settings")
     try:
-        for name, warehouse in (("duckdb", DuckDBWarehouse(tmp_path / "duckdb" / "rackwave_data.duckdb")),
-                                ("bigquery", bigquery)):
+        for name, warehouse in (("duckdb", duckdb), ("bigquery", bigquery)):
             loader = make_loader(sandbox, pipeline_name=f"rw_{name}", warehouse=warehouse)
             loader.workdir = tmp_path / name
             loader.workdir.mkdir()

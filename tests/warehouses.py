@@ -216,7 +216,7 @@ class BigQueryWarehouse(Warehouse):
         return [f.name for f in result.schema], [tuple(row.values()) for row in result]
 
     def columns(self, table: str) -> Dict[str, str]:
-        """Emulator shim 3, column types from a query: the emulator's table metadata (``tables.get``,
+        """Emulator shim ``columns_from_a_query``: the emulator's table metadata (``tables.get``,
         ``INFORMATION_SCHEMA.COLUMNS``) is taken once, when ``CREATE TABLE`` runs, and from Arrow
         types: a column dlt adds later with ``ALTER TABLE ... ADD COLUMN`` is missing from it, and
         a ``JSON`` column reads as ``STRING``. The schema of a query's result comes from the
@@ -249,11 +249,12 @@ def _bigquery_type(value: Any) -> str:
 
 
 def _shim_credentials_without_google(folder: Path) -> Dict[str, str]:
-    """Emulator shim 1, credentials: the emulator checks none, but dlt needs some. Given only a
-    project id, dlt asks Google's default credentials (``google.auth.default()``), which end by
-    probing the GCE metadata server (169.254.169.254: off this machine) and then fail. An
-    ``authorized_user`` credentials file with a token that expires in 2099 stops that search at
-    its first step and is never refreshed (refreshing would call Google's token endpoint)."""
+    """Emulator shim ``credentials_without_google``: the emulator checks none, but dlt needs
+    some. Given only a project id, dlt asks Google's default credentials
+    (``google.auth.default()``), which end by probing the GCE metadata server (169.254.169.254:
+    off this machine) and then fail. An ``authorized_user`` credentials file with a token that
+    expires in 2099 stops that search at its first step and is never refreshed (refreshing would
+    call Google's token endpoint)."""
     path = folder / "bigquery-emulator-credentials.json"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
@@ -263,7 +264,7 @@ def _shim_credentials_without_google(folder: Path) -> Dict[str, str]:
     return {"GOOGLE_APPLICATION_CREDENTIALS": str(path)}
 
 
-#: Emulator shim 2, uncompressed load files: dlt gzips the files it uploads in load jobs; the
+#: Emulator shim ``uncompressed_load_files``: dlt gzips the files it uploads in load jobs; the
 #: emulator's upload endpoint reads the bytes as they are and cannot parse gzipped JSONL or
 #: parquet. dlt's own setting turns compression off (real BigQuery takes either).
 _SHIM_UNCOMPRESSED_LOAD_FILES = {"NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION": "true"}

@@ -5,7 +5,12 @@ through ``bigquery_launcher.py`` (which starts it offline), on a free loopback p
 it through ``BIGQUERY_EMULATOR_HOST`` (google-cloud-bigquery reads it) or an explicit endpoint.
 
 ``RACKWAVE_TEST_BIGQUERY_EMULATOR=http://127.0.0.1:PORT`` points the tests at an emulator that is
-already running instead (a faster loop while working on these tests).
+already running instead (a faster loop while working on these tests), e.g. one started with
+``.venv-recipes/bigquery-emulator/bin/python tests/emulators/bigquery_launcher.py 9050 /tmp/bq``.
+
+``cd tests && ../.venv/bin/python -m emulators.bigquery`` builds the environment without starting
+anything: ``make setup-dev`` does, so that the suite's first BigQuery test does not spend its
+pytest timeout on pip.
 """
 
 from __future__ import annotations
@@ -69,9 +74,9 @@ class BigQueryEmulator:
             log = folder / f"emulator-{port}.log"
             began = time.monotonic()
             with open(log, "wb") as out:
-                process = subprocess.Popen([str(python), str(LAUNCHER), str(port)], stdout=out,
-                                           stderr=subprocess.STDOUT, cwd=folder,
-                                           start_new_session=True)
+                process = subprocess.Popen(
+                    [str(python), str(LAUNCHER), str(port), str(folder)], stdout=out,
+                    stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
             emulator = cls(f"http://127.0.0.1:{port}", process, log, 0.0, folder)
             while time.monotonic() - began < START_TIMEOUT:
                 if _ready(emulator.url):
@@ -125,3 +130,7 @@ def from_environment() -> BigQueryEmulator:
     """``RACKWAVE_TEST_BIGQUERY_EMULATOR`` if set, else an emulator of our own."""
     existing = os.environ.get("RACKWAVE_TEST_BIGQUERY_EMULATOR")
     return BigQueryEmulator.existing(existing) if existing else BigQueryEmulator.start()
+
+
+if __name__ == "__main__":
+    print(tool_venv("bigquery-emulator", REQUIREMENTS))

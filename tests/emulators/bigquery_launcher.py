@@ -1,25 +1,27 @@
 """Starts bqemulator (the BigQuery REST API on DuckDB) offline; run with the emulator's own Python.
 
-``python bigquery_launcher.py PORT``: serves the REST API on ``127.0.0.1:PORT`` (gRPC on a free
-port: dlt does not use it), in memory, until SIGTERM.
+``python bigquery_launcher.py PORT FOLDER``: serves the REST API on ``127.0.0.1:PORT`` (gRPC on a
+free port: dlt does not use it), tables in memory, uploaded load files staged in ``FOLDER``, until
+SIGTERM.
 
 Not imported by the suite: it runs inside ``.venv-recipes/bigquery-emulator`` (bqemulator pins
 duckdb and sqlglot versions that dlt 1.31's ``pipeline.dataset()`` cannot use, so it cannot share
 ``.venv``).
 
-One patch, for offline machines: bqemulator's engine runs ``INSTALL spatial`` at start (GEOGRAPHY
-support), which downloads DuckDB's spatial extension and fails with no network, so the emulator
-refuses to start. The Rackwave tables have no GEOGRAPHY column: the launcher replaces that step
-with nothing. (Its other download, the ``avro`` extension, is off through
+Emulator shim ``no_spatial``, for offline machines: bqemulator's engine runs ``INSTALL spatial`` at
+start (GEOGRAPHY support), which downloads DuckDB's spatial extension and fails with no network, so
+the emulator refuses to start. The Rackwave tables have no GEOGRAPHY column: the launcher replaces
+that step with nothing. (Its other download, the ``avro`` extension, is off through
 ``enable_format_extensions=False``: avro loads are not used either.)
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
-def main(port: int) -> None:
+def main(port: int, folder: Path) -> None:
     from bqemulator.config import LogLevel, PersistenceMode, Settings
     from bqemulator.server import run_forever
     from bqemulator.storage.engine import DuckDBEngine
@@ -31,10 +33,11 @@ def main(port: int) -> None:
     settings = Settings(
         rest_host="127.0.0.1", rest_port=port, grpc_host="127.0.0.1", grpc_port=0,
         persistence_mode=PersistenceMode.EPHEMERAL, enable_format_extensions=False,
-        log_level=LogLevel.WARNING, metrics_enabled=False, tracing_enabled=False,
+        upload_staging_dir=folder / "uploads", log_level=LogLevel.WARNING,
+        metrics_enabled=False, tracing_enabled=False,
     )
     run_forever(settings)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), Path(sys.argv[2]))
