@@ -17,8 +17,22 @@ that step with nothing. (Its other download, the ``avro`` extension, is off thro
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
+import time
 from pathlib import Path
+
+
+def _end_with_parent(parent: int) -> None:
+    """Exits when the pytest that started us is gone (killed before its fixture could stop us):
+    an emulator must not outlive its test run."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="end-with-parent").start()
 
 
 def main(port: int, folder: Path) -> None:
@@ -36,6 +50,7 @@ def main(port: int, folder: Path) -> None:
         upload_staging_dir=folder / "uploads", log_level=LogLevel.WARNING,
         metrics_enabled=False, tracing_enabled=False,
     )
+    _end_with_parent(os.getppid())
     run_forever(settings)
 
 
