@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from rackwave_sandbox import RunningServer, Sandbox, SandboxConfig
+
+# Google's auth library, looking for default credentials (dlt asks it whenever BigQuery
+# credentials are incomplete), ends by probing the GCE metadata server at 169.254.169.254: an
+# address off this machine, which tests must never contact. Read once, when google.auth is first
+# imported, so it is set here, before any test imports it (subprocesses inherit it).
+os.environ.setdefault("NO_GCE_CHECK", "true")
 
 SandboxFactory = Callable[..., RunningServer]
 
@@ -59,7 +66,17 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
     monkeypatch.chdir(tmp_path)
     _reload_dlt_settings()  # dlt read .dlt/*.toml of another folder (another test) before
+    _forget_failed_google_credentials(monkeypatch)
     return tmp_path
+
+
+def _forget_failed_google_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlt remembers, per process, that Google's default credentials were not found, and does
+    not look again for 10 minutes: a test that ran without them must not fail a later BigQuery
+    test that has them (``BigQueryWarehouse``'s credentials file)."""
+    from dlt.common.configuration.specs.gcp_credentials import GcpDefaultCredentials
+
+    monkeypatch.setattr(GcpDefaultCredentials, "_LAST_FAILED_DEFAULT", 0.0)
 
 
 def _reload_dlt_settings() -> None:
@@ -92,8 +109,6 @@ def loader(sandbox: RunningServer, make_loader: LoaderFactory) -> Loader:
 
 
 # --- warehouses other than DuckDB ---------------------------------------------------------------
-
-import os  # noqa: E402
 
 from emulators.bigquery import BigQueryEmulator  # noqa: E402
 from warehouses import (  # noqa: E402
