@@ -118,6 +118,7 @@ from warehouses import (  # noqa: E402
     PostgresServer,
     PostgresWarehouse,
     Warehouse,
+    shim_quick_load_job_polls,
 )
 
 WAREHOUSES = ("duckdb", "postgres", "delta", "bigquery")
@@ -170,6 +171,7 @@ def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Wareho
             yield PostgresWarehouse(dsn)
     elif request.param == "bigquery":
         emulator: BigQueryEmulator = request.getfixturevalue("bigquery_emulator")
+        shim_quick_load_job_polls(request.getfixturevalue("monkeypatch"))
         bigquery = BigQueryWarehouse.fresh(emulator, tmp_path / "bigquery")
         try:
             yield bigquery

@@ -21,6 +21,7 @@ from warehouses import (
     DuckDBWarehouse,
     ParquetWarehouse,
     PostgresWarehouse,
+    shim_quick_load_job_polls,
 )
 
 
@@ -96,12 +97,13 @@ def test_every_warehouse_has_the_same_columns_and_types(sandbox, make_loader, tm
 
 
 def test_bigquery_has_the_same_columns_and_types_as_duckdb(sandbox, make_loader, tmp_path,
-                                                           bigquery_emulator):
+                                                           bigquery_emulator, monkeypatch):
     # BigQuery (the local emulator) kept out of the test above: one warehouse's failure there
     # would hide the others' comparison.
     kinds: Dict[str, Dict[str, Dict[str, str]]] = {}
     duckdb = DuckDBWarehouse(tmp_path / "duckdb" / "rackwave_data.duckdb")
     bigquery = BigQueryWarehouse.fresh(bigquery_emulator, tmp_path / "bigquery-settings")
+    shim_quick_load_job_polls(monkeypatch)
     try:
         for name, warehouse in (("duckdb", duckdb), ("bigquery", bigquery)):
             loader = make_loader(sandbox, pipeline_name=f"rw_{name}", warehouse=warehouse)
