@@ -189,8 +189,9 @@ class BigQueryWarehouse(Warehouse):
         return cls(emulator, f"rackwave-test-{uuid.uuid4().hex[:12]}", folder)
 
     def settings(self) -> Dict[str, str]:
-        """dlt's BigQuery destination on the emulator. Each entry beyond the project and the
-        location is a shim for an emulator gap, named and explained where it is made."""
+        """dlt's BigQuery destination on the emulator, through dlt's and Google's own settings
+        (nothing in the product knows of the emulator). The ``_shim_*`` / ``_SHIM_*`` entries work
+        around emulator gaps, each named and explained where it is made."""
         return {
             # google-cloud-bigquery sends every request here instead of Google's endpoint
             "BIGQUERY_EMULATOR_HOST": self.emulator.url,
@@ -199,21 +200,20 @@ class BigQueryWarehouse(Warehouse):
             **_shim_credentials_without_google(self.folder),
             "GOOGLE_CLOUD_PROJECT": self.project,  # else google.auth warns it found no project
             **_SHIM_UNCOMPRESSED_LOAD_FILES,
-            **_SHIM_FAIL_FAST,
+            **_FAIL_FAST,
         }
 
-    def client(self) -> Any:
-        return self.emulator.client(self.project)
-
     def query(self, sql: str, *params: Any) -> Tuple[List[str], List[Tuple[Any, ...]]]:
-        """``sql`` with ``?`` placeholders, run as BigQuery positional parameters."""
+        """``sql`` with ``?`` placeholders, run as BigQuery positional parameters; unqualified
+        ``rackwave.<table>`` names resolve in the test's project."""
         from google.cloud import bigquery
 
         config = bigquery.QueryJobConfig(
             query_parameters=[bigquery.ScalarQueryParameter(None, _bigquery_type(p), p)
                               for p in params])
-        result = self.client().query(sql, job_config=config).result()
-        return [f.name for f in result.schema], [tuple(row.values()) for row in result]
+        with self.emulator.client(self.project) as client:
+            result = client.query(sql, job_config=config).result()
+            return [f.name for f in result.schema], [tuple(row.values()) for row in result]
 
     def columns(self, table: str) -> Dict[str, str]:
         """Emulator shim ``columns_from_a_query``: the emulator's table metadata (``tables.get``,
@@ -221,17 +221,15 @@ class BigQueryWarehouse(Warehouse):
         types: a column dlt adds later with ``ALTER TABLE ... ADD COLUMN`` is missing from it, and
         a ``JSON`` column reads as ``STRING``. The schema of a query's result comes from the
         table as DuckDB holds it now, JSON included; on BigQuery both agree."""
-        from google.cloud import bigquery
-
-        result = self.client().query(f"SELECT * FROM {DATASET}.{table} LIMIT 0",
-                                     job_config=bigquery.QueryJobConfig()).result()
-        return {f.name: _BIGQUERY_TYPES.get(f.field_type, f.field_type) for f in result.schema}
+        with self.emulator.client(self.project) as client:
+            schema = client.query(f"SELECT * FROM {DATASET}.{table} LIMIT 0").result().schema
+        return {f.name: _BIGQUERY_TYPES.get(f.field_type, f.field_type) for f in schema}
 
     def drop(self) -> None:
         """Removes the test's datasets (the emulator keeps every table in memory)."""
-        client = self.client()
-        for dataset in client.list_datasets():
-            client.delete_dataset(dataset.reference, delete_contents=True, not_found_ok=True)
+        with self.emulator.client(self.project) as client:
+            for dataset in client.list_datasets():
+                client.delete_dataset(dataset.reference, delete_contents=True, not_found_ok=True)
 
 
 def _bigquery_type(value: Any) -> str:
@@ -271,7 +269,7 @@ _SHIM_UNCOMPRESSED_LOAD_FILES = {"NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION": 
 
 #: Not an emulator gap, a harness choice: dlt retries BigQuery calls for 60 s by default; a test
 #: whose emulator died should fail in seconds, not hang until pytest's timeout.
-_SHIM_FAIL_FAST = {"DESTINATION__BIGQUERY__RETRY_DEADLINE": "10",
+_FAIL_FAST = {"DESTINATION__BIGQUERY__RETRY_DEADLINE": "10",
                    "DESTINATION__BIGQUERY__HTTP_TIMEOUT": "30"}
 
 
