@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from rackwave_sandbox import RunningServer, Sandbox, SandboxConfig
+
+# Google's auth library, looking for default credentials (dlt asks it whenever BigQuery
+# credentials are incomplete), ends by probing the GCE metadata server at 169.254.169.254: an
+# address off this machine, which tests must never contact. Read once, when google.auth is first
+# imported, so it is set here, before any test imports it (subprocesses inherit it).
+os.environ.setdefault("NO_GCE_CHECK", "true")
 
 SandboxFactory = Callable[..., RunningServer]
 
@@ -59,7 +66,17 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
     monkeypatch.chdir(tmp_path)
     _reload_dlt_settings()  # dlt read .dlt/*.toml of another folder (another test) before
+    _forget_failed_google_credentials(monkeypatch)
     return tmp_path
+
+
+def _forget_failed_google_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlt remembers, per process, that Google's default credentials were not found, and does
+    not look again for 10 minutes: a test that ran without them must not fail a later BigQuery
+    test that has them (``BigQueryWarehouse``'s credentials file)."""
+    from dlt.common.configuration.specs.gcp_credentials import GcpDefaultCredentials
+
+    monkeypatch.setattr(GcpDefaultCredentials, "_LAST_FAILED_DEFAULT", 0.0)
 
 
 def _reload_dlt_settings() -> None:
@@ -93,17 +110,18 @@ def loader(sandbox: RunningServer, make_loader: LoaderFactory) -> Loader:
 
 # --- warehouses other than DuckDB ---------------------------------------------------------------
 
-import os  # noqa: E402
-
+from emulators.bigquery import BigQueryEmulator  # noqa: E402
 from warehouses import (  # noqa: E402
+    BigQueryWarehouse,
     DeltaWarehouse,
     DuckDBWarehouse,
     PostgresServer,
     PostgresWarehouse,
     Warehouse,
+    shim_quick_load_job_polls,
 )
 
-WAREHOUSES = ("duckdb", "postgres", "delta")
+WAREHOUSES = ("duckdb", "postgres", "delta", "bigquery")
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +139,20 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def bigquery_emulator() -> Iterator[BigQueryEmulator]:
+    """One local BigQuery (bqemulator) for the session, on a free loopback port: built into
+    ``.venv-recipes/bigquery-emulator`` on first use, or ``RACKWAVE_TEST_BIGQUERY_EMULATOR``
+    (``http://127.0.0.1:PORT``) if set. Each test gets a project of its own on it."""
+    from emulators.bigquery import from_environment
+
+    emulator = from_environment()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
 @pytest.fixture(params=["command", "dlt"])
 def via(request: pytest.FixtureRequest) -> str:
     """The same story through the `rackwave` command and through a user's own plain dlt code."""
@@ -129,12 +161,21 @@ def via(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=WAREHOUSES)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """The same end-to-end test on DuckDB, Postgres and Delta tables in a local folder."""
+    """The same end-to-end test on DuckDB, Postgres, Delta tables in a local folder and BigQuery
+    (the local emulator)."""
     if request.param == "duckdb":
         yield DuckDBWarehouse(tmp_path / "rackwave_data.duckdb")
     elif request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres_server")
         with server.database() as dsn:
             yield PostgresWarehouse(dsn)
+    elif request.param == "bigquery":
+        emulator: BigQueryEmulator = request.getfixturevalue("bigquery_emulator")
+        shim_quick_load_job_polls(request.getfixturevalue("monkeypatch"))
+        bigquery = BigQueryWarehouse.fresh(emulator, tmp_path / "bigquery")
+        try:
+            yield bigquery
+        finally:
+            bigquery.drop()
     else:
         yield DeltaWarehouse(tmp_path / "lake")

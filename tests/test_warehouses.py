@@ -15,7 +15,14 @@ import pytest
 
 from rackwave_source import ConfigurationError
 from support import FIELDS, Loader, _loaded_value, api_value, assert_equals_api, sandbox_ids
-from warehouses import DeltaWarehouse, DuckDBWarehouse, ParquetWarehouse, PostgresWarehouse
+from warehouses import (
+    BigQueryWarehouse,
+    DeltaWarehouse,
+    DuckDBWarehouse,
+    ParquetWarehouse,
+    PostgresWarehouse,
+    shim_quick_load_job_polls,
+)
 
 
 
@@ -87,6 +94,27 @@ def test_every_warehouse_has_the_same_columns_and_types(sandbox, make_loader, tm
     assert {c: leads[c] for c in ("id", "tags", "created_at", "score", "_dlt_load_id")} == {
         "id": "text", "tags": "json", "created_at": "timestamp", "score": "bigint",
         "_dlt_load_id": "text"}
+
+
+def test_bigquery_has_the_same_columns_and_types_as_duckdb(sandbox, make_loader, tmp_path,
+                                                           bigquery_emulator, monkeypatch):
+    # BigQuery (the local emulator) kept out of the test above: one warehouse's failure there
+    # would hide the others' comparison.
+    kinds: Dict[str, Dict[str, Dict[str, str]]] = {}
+    duckdb = DuckDBWarehouse(tmp_path / "duckdb" / "rackwave_data.duckdb")
+    bigquery = BigQueryWarehouse.fresh(bigquery_emulator, tmp_path / "bigquery-settings")
+    shim_quick_load_job_polls(monkeypatch)
+    try:
+        for name, warehouse in (("duckdb", duckdb), ("bigquery", bigquery)):
+            loader = make_loader(sandbox, pipeline_name=f"rw_{name}", warehouse=warehouse)
+            loader.workdir = tmp_path / name
+            loader.workdir.mkdir()
+            loader.run()
+            kinds[name] = {table: warehouse.columns(table) for table in FIELDS}
+    finally:
+        bigquery.drop()
+
+    assert kinds["bigquery"] == kinds["duckdb"]
 
 
 def test_plain_parquet_files_refuse_an_incremental_run_and_equal_the_api_after_full_scans(
