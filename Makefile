@@ -27,9 +27,12 @@ setup-dev: $(BIN)/python
 demo: setup
 	$(BIN)/rackwave --sandbox
 
+# Two pytest workers (pytest-xdist), each taking the next test when it is free: TEST_WORKERS=0
+# runs the suite in this process alone (pdb, -s).
+TEST_WORKERS ?= 2
 test: setup-dev
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 RACKWAVE_MODEL_MINUTES ?= 45
 fuzz: setup-dev

@@ -70,10 +70,10 @@ def test_latency_does_not_block_other_requests(sandbox_factory) -> None:  # type
         thread.join()
     elapsed = time.perf_counter() - started
     assert results == [200] * 8
-    assert 0.3 <= elapsed < 1.0  # in parallel, not 8 x 300 ms
+    assert 0.3 <= elapsed < 1.8  # in parallel, not 8 x 300 ms (2.4 s), even on a busy machine
     started = time.perf_counter()
     server.admin.stats()  # admin is never delayed
-    assert time.perf_counter() - started < 0.2
+    assert time.perf_counter() - started < 0.25  # admin is never delayed: well under 300 ms
 
 
 def test_request_counters(api: requests.Session, sandbox: RunningServer) -> None:
