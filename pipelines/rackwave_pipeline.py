@@ -318,11 +318,37 @@ def add_shared_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
                         help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
 
 
+#: the subcommands, one line each in ``rackwave --help`` (each has its own ``--help``)
+SUBCOMMANDS = (
+    ("check", "check settings, credentials and the API; say what the next run would do"),
+    ("push", "create leads in Rackwave from warehouse rows, exactly once (reverse ETL)"),
+    ("dbt", "build and test the dbt project on the warehouse the runs load"),
+)
+
+
+def version_line() -> str:
+    """``rackwave --version``: this package's version and the dlt it runs on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"rackwave {of('rackwave-source')} (dlt {of('dlt')})"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    commands = "\n".join(f"  {name:<8}{what}" for name, what in SUBCOMMANDS)
     parser = argparse.ArgumentParser(
         prog="rackwave",
+        usage="rackwave [options]\n       rackwave {check,push,dbt} [options]",
         description="Load Rackwave leads and contacts into a warehouse (DuckDB by default).",
+        epilog=f"commands:\n{commands}\n\n`rackwave <command> --help` shows a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS,
                         help="where to load (default: duckdb, writing ./rackwave_data.duckdb); "
                              "credentials and settings in .dlt/ as for any dlt destination")

@@ -123,3 +123,20 @@ def test_an_unreachable_warehouse_exits_75_without_its_password(tmp_path, sandbo
     assert "Could not reach the postgres warehouse" in run.stderr
     assert "run again" in run.stderr and "Traceback" not in run.stderr
     assert "pw_hidden_9" not in run.stderr + run.stdout
+
+
+def test_help_names_every_command_and_version_says_what_is_installed(tmp_path):
+    from importlib.metadata import version
+
+    shown = rackwave(tmp_path, "--help")
+
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    for command in ("check", "push", "dbt"):
+        described = [line for line in lines if line.split()[:1] == [command]]
+        assert len(described) == 1, f"`{command}` is not one line of --help:\n{shown.stdout}"
+        assert "--help" in rackwave(tmp_path, command, "--help").stdout  # and it has its own
+    told = rackwave(tmp_path, "--version")
+    assert told.returncode == 0
+    assert told.stdout.strip() == (f"rackwave {version('rackwave-source')} "
+                                   f"(dlt {version('dlt')})")
