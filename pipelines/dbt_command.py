@@ -32,6 +32,7 @@ from dlt.common.destination.reference import Destination
 
 from rackwave_source.exceptions import (
     ConfigurationError,
+    MissingExtraError,
     RackwaveError,
     RackwaveFatalError,
     RackwaveTransientError,
@@ -46,7 +47,6 @@ from pipelines.run_report import EXIT_CONFIG, EXIT_FATAL, EXIT_LOADED, EXIT_TEMP
 DEFAULT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
 #: destinations the project's profiles.yml has a target for, with the adapter dbt needs
 DBT_ADAPTERS = {"duckdb": "dbt.adapters.duckdb", "postgres": "dbt.adapters.postgres"}
-INSTALL_HINT = 'pip install "rackwave-source[dbt]"'
 #: the variables profiles.yml reads (DBT_ENV_SECRET_*: dbt scrubs their values from its logs)
 TARGET_VAR, DATASET_VAR, DUCKDB_FILE_VAR = ("RACKWAVE_DBT_TARGET", "RACKWAVE_DBT_DATASET",
                                             "RACKWAVE_DBT_DUCKDB_FILE")
@@ -134,10 +134,8 @@ def dbt_runner(destination: str) -> Any:
     """dbt's programmatic runner, or a clear error when dbt or the adapter is not installed."""
     for module in ("dbt.cli.main", DBT_ADAPTERS[destination]):
         if not installed(module):
-            raise ConfigurationError(
-                "dbt", f"{module} is not installed in this environment ({sys.executable})",
-                f"Install dbt with the connector's extra: {INSTALL_HINT} (dbt-core 1.11 with "
-                "the DuckDB and Postgres adapters).")
+            raise MissingExtraError("`rackwave dbt`", f"{module} (dbt-core 1.11 with the DuckDB "
+                                    "and Postgres adapters)", "dbt", sys.executable)
     return importlib.import_module("dbt.cli.main").dbtRunner()
 
 

@@ -23,6 +23,7 @@ and whatever is configured in dlt's own settings (a loader file format) wins.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any, Dict, List, Optional
 
 import dlt
@@ -30,7 +31,11 @@ from dlt.common.destination.reference import Destination
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from rackwave_source.options import validate_choice
-from rackwave_source.exceptions import ConfigurationError, WarehouseUnavailableError
+from rackwave_source.exceptions import (
+    ConfigurationError,
+    MissingExtraError,
+    WarehouseUnavailableError,
+)
 
 DESTINATIONS = ("duckdb", "postgres", "bigquery", "snowflake", "filesystem", "motherduck")
 LAKE_FORMATS = ("delta", "parquet")
@@ -52,6 +57,26 @@ DUCKDB_LOAD_PRAGMAS: List[str] = [
     "threads=1",
     "preserve_insertion_order=false",
 ]
+
+
+#: dlt's extras (as its "missing dependency" errors name them) -> this package's extra
+EXTRAS = {"postgres": "postgres", "bigquery": "bigquery", "snowflake": "snowflake",
+          "motherduck": "motherduck", "filesystem": "lake", "deltalake": "lake",
+          "pyiceberg": "lake", "gs": "lake", "s3": "lake", "az": "lake"}
+
+
+def missing_extra(exc: BaseException) -> Optional[MissingExtraError]:
+    """dlt's ``MissingDependencyException`` (a destination's driver not installed; it advises
+    ``pip install "dlt[snowflake]"``, which would install another dlt) as our error naming this
+    package's extra, or None when ``exc`` is something else."""
+    from dlt.common.exceptions import MissingDependencyException
+
+    if not isinstance(exc, MissingDependencyException):
+        return None
+    wanted = " ".join(str(d) for d in exc.dependencies)
+    found = re.search(r"dlt\[([a-z_]+)", wanted)
+    extra = EXTRAS.get(found.group(1), found.group(1)) if found else "dev"
+    return MissingExtraError(f"The {exc.caller}", wanted or "a package", extra, sys.executable)
 
 
 def validate_destination(name: str) -> str:

@@ -62,6 +62,7 @@ from pipelines.destinations import (
     lake_format,
     make_destination,
     missing_destination_setting,
+    missing_extra,
     unreachable_warehouse,
     validate_destination,
 )
@@ -191,6 +192,9 @@ def unwrap(exc: BaseException) -> BaseException:
             return contract_error(seen)
         if isinstance(seen, ConfigFieldMissingException):
             return seen
+        missing = missing_extra(seen)
+        if missing is not None:
+            return missing
         visited.add(id(seen))
         seen = seen.__cause__ or seen.__context__
     return exc

@@ -32,6 +32,18 @@ class ConfigurationError(RackwaveFatalError, ValueError):
         super().__init__(f"Invalid Rackwave setting `{setting}`: {problem}. {fix}")
 
 
+class MissingExtraError(ConfigurationError):
+    """Something the command or a destination needs is not installed: named with the extra of
+    this package that installs it (exit code 2, before any request)."""
+
+    def __init__(self, what: str, missing: str, extra: str, python: str) -> None:
+        self.setting = extra
+        RackwaveFatalError.__init__(  # not "Invalid Rackwave setting": no setting is wrong
+            self, f"{what} needs {missing}, which is not installed in this environment "
+            f'({python}). Install it with this package\'s extra: pip install '
+            f'"rackwave-source[{extra}]"')
+
+
 class AuthenticationError(RackwaveFatalError):
     """The token endpoint rejected the client credentials, or a fresh token was refused."""
 

@@ -140,3 +140,21 @@ def test_help_names_every_command_and_version_says_what_is_installed(tmp_path):
     assert told.returncode == 0
     assert told.stdout.strip() == (f"rackwave {version('rackwave-source')} "
                                    f"(dlt {version('dlt')})")
+
+
+def test_a_destination_whose_driver_is_missing_names_this_packages_extra(tmp_path):
+    hidden = tmp_path / "hidden"  # the Snowflake driver, as if its extra were not installed
+    (hidden / "snowflake").mkdir(parents=True)
+    (hidden / "snowflake" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'snowflake'\", name='snowflake')\n")
+    from support import REPO
+
+    run = rackwave(tmp_path, "--sandbox", "--sandbox-leads", "5", "--sandbox-contacts", "5",
+                   "--destination", "snowflake",
+                   env={"PYTHONPATH": f"{hidden}:{REPO}",
+                        "DESTINATION__SNOWFLAKE__CREDENTIALS": "snowflake://u:p@account/db"})
+
+    assert run.returncode == 2, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert 'pip install "rackwave-source[snowflake]"' in last
+    assert "Invalid Rackwave setting" not in last and 'pip install "dlt[' not in run.stderr

@@ -168,6 +168,7 @@ def test_rackwave_dbt_refuses_clearly_before_a_load_and_without_dbt(sandbox, tmp
     assert not (tmp_path / "rackwave_data.duckdb").exists()  # dbt did not create an empty one
     assert without_dbt.returncode == 2
     assert 'pip install "rackwave-source[dbt]"' in without_dbt.stderr
+    assert "Invalid Rackwave setting" not in without_dbt.stderr  # no setting is wrong
     assert elsewhere.returncode == 2 and "runs on duckdb and postgres" in elsewhere.stderr
 
 
