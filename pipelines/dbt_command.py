@@ -162,11 +162,22 @@ def invoke(runner: Any, command: List[str], folder: Path, extra: Sequence[str]) 
     """One dbt command on the project, with its own profiles.yml; dbt prints its usual lines.
     A dbt that could not run at all (a connection refused, a locked file, a project that does
     not parse) raises our error."""
-    args = [*command, "--project-dir", str(folder), "--profiles-dir", str(folder), *extra]
+    args = [*command, "--project-dir", str(folder), "--profiles-dir", str(folder),
+            *colours(extra), *extra]
     result = runner.invoke(args)
     if result.exception is not None:
         raise dbt_failure(result.exception)
     return outcome_of(result.result)
+
+
+def colours(extra: Sequence[str]) -> List[str]:
+    """dbt colours its lines whatever the output is: ``rackwave dbt > build.log`` wrote ANSI
+    codes into the file. No colour unless the output is a terminal; the user's own
+    ``--use-colors`` / ``--no-use-colors``, or dbt's ``DBT_USE_COLORS``, wins."""
+    if any(a in ("--use-colors", "--no-use-colors") for a in extra) or \
+            "DBT_USE_COLORS" in os.environ:
+        return []
+    return [] if sys.stdout.isatty() else ["--no-use-colors"]
 
 
 def outcome_of(execution: Any) -> DbtOutcome:

@@ -107,6 +107,7 @@ def test_rackwave_dbt_on_duckdb_models_the_live_records_of_a_flag_mode_load(
     output = run(["rackwave", "dbt"], environment, tmp_path)
 
     assert "dbt build passed: 3 models, 18 tests." in output
+    assert "\x1b[" not in output  # not a terminal: no colour codes in a log file
     # contacts still point at the deleted lead: reported, and the build passes
     assert "warning: test relationships_stg_rackwave__contacts_lead_id" in output
     assert warehouse.query("SELECT count(*) FROM rackwave.leads WHERE id = ? AND "
