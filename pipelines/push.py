@@ -49,7 +49,14 @@ from pipelines.rackwave_pipeline import (
     unwrap,
 )
 from pipelines.run_lock import pipeline_lock
-from pipelines.run_report import EXIT_LOADED, Failure, failure_of, parse_arguments, print_document
+from pipelines.run_report import (
+    EXIT_LOADED,
+    JSON_FORMAT_VERSION,
+    Failure,
+    failure_of,
+    parse_arguments,
+    print_document,
+)
 from pipelines.signals import stop_on_signals
 
 PUSH_PIPELINE_SUFFIX = "_push"
@@ -101,12 +108,31 @@ def push_main(argv: Sequence[str]) -> int:
         print(failure.text, file=sys.stderr)
     seconds = round(time.monotonic() - started, 3)
     if args.json:
-        print_document({"command": "push", "seconds": seconds, **(summary or {}),
-                        "error": failure.text if failure else None,
-                        "exit_code": failure.exit_code if failure else EXIT_LOADED})
+        print_document(push_document(args, summary, failure, seconds))
     elif summary is not None:
         print(render(summary, seconds))
     return failure.exit_code if failure is not None else EXIT_LOADED
+
+
+def push_document(args: argparse.Namespace, summary: Optional[Dict[str, Any]],
+                  failure: Optional[Failure], seconds: float) -> Dict[str, Any]:
+    """The ``--json`` document: the keys of ``rackwave --json`` and ``rackwave check --json``
+    (``format_version``, ``status``, ``exit_code``, ``error`` as an object), then the push's
+    own figures."""
+    return {
+        "format_version": JSON_FORMAT_VERSION,
+        "command": "push",
+        "status": failure.status if failure else "dry_run" if args.dry_run else "pushed",
+        "exit_code": failure.exit_code if failure else EXIT_LOADED,
+        "pipeline": args.pipeline_name,
+        "destination": args.destination,
+        "dataset": args.dataset,
+        "seconds": seconds,
+        **(summary or {}),
+        "error": None if failure is None else {
+            "class": failure.error_class, "message": failure.message,
+            "exit_code": failure.exit_code},
+    }
 
 
 def push_pipeline_name(args: argparse.Namespace) -> str:

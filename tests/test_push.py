@@ -105,6 +105,7 @@ def test_a_push_creates_each_valid_row_once_rejects_the_rest_and_logs_every_outc
     code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY)
 
     assert code == 0, report
+    assert (report["status"], report["exit_code"], report["error"]) == ("pushed", 0, None)
     assert report["outcomes"] == {"created": 12, "existing": 1, "rejected": 2,
                                                 "unchanged": 0}
     log = push_log(tmp_path / "rackwave_data.duckdb")
@@ -242,13 +243,15 @@ def test_rows_from_a_csv_file_keep_phones_as_text_and_read_tags_as_json(tmp_path
 def test_bad_input_is_named_before_anything_is_sent(tmp_path, sandbox, monkeypatch, capsys):
     write_duckdb_rows(tmp_path / "rackwave_data.duckdb", new_leads(1))
     code, report = push(sandbox, monkeypatch, capsys, "--query", "SELECT * FROM no_such_table")
-    assert code == 2 and "--query" in report["error"] and "no_such_table" in report["error"]
+    assert code == 2 and report["status"] == "bad_settings" and report["format_version"] == 1
+    assert report["error"]["exit_code"] == 2 and not report["error"]["message"].startswith("error")
+    assert "--query" in report["error"]["message"] and "no_such_table" in report["error"]["message"]
     code, report = push(sandbox, monkeypatch, capsys, "--from-file", "missing.csv")
-    assert code == 2 and "missing.csv is not a file" in report["error"]
+    assert code == 2 and "missing.csv is not a file" in report["error"]["message"]
     monkeypatch.delenv("SOURCES__RACKWAVE__CLIENT_SECRET")
     capsys.readouterr()
     code = main(["push", "leads", "--base-url", sandbox.base_url, "--json", "--query", QUERY])
-    assert code == 2 and "client_secret" in json.loads(capsys.readouterr().out)["error"]
+    assert code == 2 and "client_secret" in json.loads(capsys.readouterr().out)["error"]["message"]
     assert posts(sandbox) == 0
 
 
@@ -321,7 +324,8 @@ def test_a_bad_push_setting_is_named_before_anything_is_read_or_sent(
     write_duckdb_rows(tmp_path / "rackwave_data.duckdb", new_leads(1))
     code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY,
                         env={f"SOURCES__RACKWAVE__{setting.upper()}": value})
-    assert code == 2 and f"`{setting}`" in report["error"] and "1 to" in report["error"]
+    message = report["error"]["message"]
+    assert code == 2 and f"`{setting}`" in message and "1 to" in message
     assert sandbox.admin.stats()["total"] == 0
 
 
