@@ -198,7 +198,16 @@ def require_secret(setting: str, value: Optional[str]) -> str:
             f"Put it in .dlt/secrets.toml under [sources.rackwave] or in the environment "
             f"variable {env}.",
         )
-    return str(value).strip()
+    text = str(value).strip()
+    if re.search(S.CREDENTIAL_PLACEHOLDER, text):
+        raise ConfigurationError(
+            setting,
+            "it is still a placeholder (the example's value, e.g. from "
+            ".dlt/secrets.toml.example), not a real credential; nothing was sent",
+            f"Put the {setting} of your Rackwave API client in .dlt/secrets.toml under "
+            f"[sources.rackwave] or in SOURCES__RACKWAVE__{setting.upper()}.",
+        )
+    return text
 
 
 def whole_number(setting: str, value: object, highest: int, fix: str) -> int:

@@ -22,6 +22,12 @@ ENVIRONMENTS: Dict[str, str] = {
 }
 DEFAULT_ENVIRONMENT = "production"
 
+# Credentials that are a template's placeholder, never a real one: .dlt/secrets.toml.example's
+# "rw_live_xxxxxxxx" / "sk_live_xxx...", angle-bracketed "<client id>", "...", "changeme".
+# Refused before any request: sent, they only earn a 401 that reads like a revoked key.
+CREDENTIAL_PLACEHOLDER = (r"(?i)^(?:(?:rw|sk)_(?:live|test)_)?x{4,}$|<[^<>]*>|^\.{3}$|"
+                          r"^(?:changeme|change-me|todo|your[-_ ].*)$")
+
 # Documented paths, relative to the base URL.
 TOKEN_PATH = "/auth/token"
 LEADS_PATH = "/leads"

@@ -70,3 +70,25 @@ def test_rejected_secret_is_not_echoed_in_the_error_or_logs(sandbox, make_loader
         error = error.__cause__ or error.__context__
     assert SECRET not in "".join(chain)
     assert SECRET not in "\n".join(r.getMessage() + str(r.args) for r in debug_logs.records)
+
+
+def test_the_example_secrets_file_copied_unedited_is_refused_before_any_request(sandbox,
+                                                                                 tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from support import REPO, command_environment
+
+    (tmp_path / ".dlt").mkdir()
+    shutil.copy(REPO / ".dlt" / "secrets.toml.example", tmp_path / ".dlt" / "secrets.toml")
+    environment = command_environment(tmp_path / "dlt")
+    for command in (["--base-url", sandbox.base_url], ["check", "--base-url", sandbox.base_url]):
+        run = subprocess.run([sys.executable, "-m", "pipelines.rackwave_pipeline", *command],
+                             cwd=tmp_path, env=environment, capture_output=True, text=True,
+                             timeout=120)
+
+        assert run.returncode == 2, run.stderr
+        assert "`client_id`: it is still a placeholder" in run.stderr
+        assert "xxxx" not in run.stderr  # the value itself is never echoed
+    assert sandbox.admin.stats()["requests"] == {}
