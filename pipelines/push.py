@@ -206,7 +206,9 @@ def log_outcomes(warehouse: dlt.Pipeline, journal: PushJournal) -> int:
     """Merges every outcome not yet logged into ``rackwave_push_log``; returns how many."""
     outcomes = journal.unlogged()
     if outcomes:
-        warehouse.run(push_log(outcomes))
+        schema = warehouse.schemas[S.PUSH_LOG_SCHEMA] if S.PUSH_LOG_SCHEMA in warehouse.schemas \
+            else dlt.Schema(S.PUSH_LOG_SCHEMA)
+        warehouse.run(push_log(outcomes), schema=schema)
         journal.mark_logged(outcomes)
     return len(outcomes)
 

@@ -46,6 +46,7 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.extract.source import DltSource
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from rackwave_source import settings as S
 from rackwave_source import RESOURCES, rackwave_source
 from rackwave_source.recovery import prepare_resume
 from rackwave_source.options import validate_resources
@@ -277,6 +278,8 @@ def run_pipeline(
     before: Optional[Dict[str, int]] = {name: 0 for name in selected} if fresh_duckdb else None
     try:
         # None is each argument's default in dlt, hinted as an implicit Optional (see above)
+        if full_refresh:
+            keep_push_log(pipeline)
         pipeline.run(
             source,
             refresh="drop_sources" if full_refresh else None,  # type: ignore[arg-type]
@@ -294,6 +297,18 @@ def run_pipeline(
         raise error from None
     tables = summarize(pipeline, selected, before if not full_refresh else {})
     return RunResult(pipeline, tables, time.monotonic() - started, destination, dataset)
+
+
+def keep_push_log(pipeline: dlt.Pipeline) -> None:
+    """A push log written before it had a schema of its own (``settings.PUSH_LOG_SCHEMA``) is
+    listed in the source's schema, whose tables a full refresh drops: it leaves that schema
+    (the warehouse's table stays) so the refresh keeps the audit of what went into the CRM."""
+    if S.SOURCE_NAME not in pipeline.schemas:
+        return
+    schema = pipeline.schemas[S.SOURCE_NAME]
+    if S.PUSH_LOG_TABLE in schema.tables:
+        schema.drop_tables([S.PUSH_LOG_TABLE])
+        pipeline.schemas.save_schema(schema)
 
 
 @contextlib.contextmanager

@@ -378,3 +378,36 @@ def test_rows_from_a_parquet_file_keep_their_lists(tmp_path, sandbox, monkeypatc
 
     assert code == 0 and report["outcomes"]["created"] == 2
     assert_each_pushed_once(sandbox, rows, push_log(tmp_path / "rackwave_data.duckdb"))
+
+
+@pytest.mark.parametrize("layout", ["now", "a log written in the source's schema"])
+def test_a_full_refresh_of_the_loaded_data_keeps_the_push_log(tmp_path, sandbox, monkeypatch,
+                                                              capsys, layout):
+    rows = new_leads(3, prefix="refresh")
+    write_duckdb_rows(tmp_path / "rackwave_data.duckdb", rows)
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    assert main(["--base-url", sandbox.base_url]) == 0
+    if layout == "now":
+        assert push(sandbox, monkeypatch, capsys, "--query", QUERY)[0] == 0
+    else:  # as pushes wrote it before the log had a schema of its own
+        import dlt
+
+        from rackwave_source.push_destination import push_log as log_resource
+        from datetime import datetime, timezone
+
+        from rackwave_source.push_journal import Outcome
+
+        pipeline = dlt.attach("rackwave")
+        pipeline.run(log_resource([
+            Outcome(r["email"], r["email"], "created", f"ld_{i}", None, "hash",
+                    datetime.now(timezone.utc), None) for i, r in enumerate(rows)]))
+        assert "rackwave_push_log" in pipeline.schemas["rackwave"].tables
+    logged = push_log(tmp_path / "rackwave_data.duckdb")
+
+    assert main(["--base-url", sandbox.base_url, "--full-refresh"]) == 0
+
+    assert push_log(tmp_path / "rackwave_data.duckdb") == logged  # the audit stays, unchanged
+    with duckdb.connect(str(tmp_path / "rackwave_data.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT COUNT(*) FROM rackwave.leads").fetchone() == (
+            len(sandbox.admin.ids("leads")),)
