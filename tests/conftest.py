@@ -100,10 +100,11 @@ from warehouses import (  # noqa: E402
     DuckDBWarehouse,
     PostgresServer,
     PostgresWarehouse,
+    SnowflakeWarehouse,
     Warehouse,
 )
 
-WAREHOUSES = ("duckdb", "postgres", "delta")
+WAREHOUSES = ("duckdb", "postgres", "delta", "snowflake")
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +122,19 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Snowflake emulator (fakesnow's server, tests/snowflake_emulator.py) for the session,
+    installed into `.venv-recipes/fakesnow` on first use; each test gets a database of its own."""
+    from snowflake_emulator import SnowflakeEmulator
+
+    emulator = SnowflakeEmulator.start(tmp_path_factory.mktemp("snowflake") / "emulator.log")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
 @pytest.fixture(params=["command", "dlt"])
 def via(request: pytest.FixtureRequest) -> str:
     """The same story through the `rackwave` command and through a user's own plain dlt code."""
@@ -129,12 +143,17 @@ def via(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=WAREHOUSES)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """The same end-to-end test on DuckDB, Postgres and Delta tables in a local folder."""
+    """The same end-to-end test on DuckDB, Postgres, Delta tables in a local folder and the
+    Snowflake emulator."""
     if request.param == "duckdb":
         yield DuckDBWarehouse(tmp_path / "rackwave_data.duckdb")
     elif request.param == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres_server")
         with server.database() as dsn:
             yield PostgresWarehouse(dsn)
+    elif request.param == "snowflake":
+        emulator = request.getfixturevalue("snowflake_emulator")
+        with emulator.database() as database:
+            yield SnowflakeWarehouse(emulator, database)
     else:
         yield DeltaWarehouse(tmp_path / "lake")

@@ -1,0 +1,137 @@
+"""The Snowflake emulator's process: fakesnow's server, patched where it falls short of Snowflake.
+
+Run by tests/snowflake_emulator.py with the Python of `.venv-recipes/fakesnow` (not the suite's:
+fakesnow needs other duckdb and sqlglot versions). Binds a free loopback port, prints
+``READY <port>`` once it serves, and stops on SIGTERM or when stdin closes.
+
+Each shim below is one way fakesnow 0.12 differs from Snowflake for what dlt 1.31 sends; each
+is named, says why, and changes fakesnow only in this process. The product never knows.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any, Callable, List
+
+
+# --- shims ---------------------------------------------------------------------------------------
+
+SHIMS: List[Callable[[], None]] = []
+
+
+def shim(function: Callable[[], None]) -> Callable[[], None]:
+    SHIMS.append(function)
+    return function
+
+
+@shim
+def failures_are_sql_errors() -> None:
+    """fakesnow answers a statement it cannot run (a bug, a feature it lacks) with HTTP 500,
+    which the connector takes for an outage and retries for minutes: a test would hang until
+    its timeout and say nothing. Answer as Snowflake answers a statement it rejects (a
+    ProgrammingError, which dlt fails the job with at once), the traceback in the log."""
+    import traceback
+
+    import snowflake.connector.errors
+    from fakesnow.cursor import FakeSnowflakeCursor
+
+    execute = FakeSnowflakeCursor.execute
+
+    def execute_or_reject(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return execute(self, command, *args, **kwargs)
+        except (snowflake.connector.errors.Error, NotImplementedError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other failure is the emulator's
+            traceback.print_exc(file=sys.stderr)
+            raise snowflake.connector.errors.ProgrammingError(
+                msg=f"the emulator (fakesnow) failed: {type(exc).__name__}: {exc}",
+                errno=999999, sqlstate="XX000") from exc
+
+    FakeSnowflakeCursor.execute = execute_or_reject  # type: ignore[method-assign]
+
+
+@shim
+def several_statements_in_one_request() -> None:
+    """dlt creates and alters all tables of a schema in one request (``CREATE TABLE ...;
+    CREATE TABLE ...``, with ``num_statements=0``), which Snowflake runs one after the other.
+    fakesnow parses one statement per request: run each in turn, answer with the last one's
+    result (dlt reads nothing back from DDL)."""
+    from fakesnow.cursor import FakeSnowflakeCursor
+    from fakesnow.dialect import parse
+
+    execute = FakeSnowflakeCursor.execute
+
+    def execute_each(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
+        statements = [s for s in parse(command) if s is not None] if ";" in command else []
+        if len(statements) < 2:
+            return execute(self, command, *args, **kwargs)
+        for statement in statements:
+            execute(self, statement.sql(dialect="snowflake"), *args, **kwargs)
+        return self
+
+    FakeSnowflakeCursor.execute = execute_each  # type: ignore[method-assign]
+
+
+@shim
+def put_into_a_quoted_stage_location() -> None:
+    """dlt writes the stage of ``PUT`` as a string literal, ``PUT 'file:///...'
+    '@"RACKWAVE"."%LEADS"/"<load id>"'``, which Snowflake accepts (a location with special
+    characters must be quoted). fakesnow takes the quotes for part of the stage name and answers
+    "does not start with @": hand it the location without them."""
+    import fakesnow.transforms as transforms
+    from sqlglot import exp
+
+    put_stage = transforms.put_stage
+
+    def unquoted(expression: Any, *args: Any, **kwargs: Any) -> Any:
+        target = expression.args.get("target") if isinstance(expression, exp.Put) else None
+        if isinstance(target, exp.Var):
+            text = target.text("this")
+            if len(text) > 1 and text[0] == text[-1] == "'":
+                expression.set("target", exp.Var(this=text[1:-1]))
+        return put_stage(expression, *args, **kwargs)
+
+    transforms.put_stage = unquoted
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+def main() -> int:
+    import uvicorn
+
+    import fakesnow.server
+
+    for apply in SHIMS:
+        apply()
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(fakesnow.server.app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while thread.is_alive() and not server.started:
+        time.sleep(0.02)
+    if not server.started:
+        return 1
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # the parent's end of stdin closes when the test process exits, however it exits
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    print(f"READY {port}", flush=True)
+    stop.wait()
+    server.should_exit = True
+    thread.join(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
