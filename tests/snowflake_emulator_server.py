@@ -99,6 +99,90 @@ def put_into_a_quoted_stage_location() -> None:
     transforms.put_stage = unquoted
 
 
+@shim
+def copy_options_as_dlt_writes_them() -> None:
+    """dlt's ``COPY INTO`` separates the ``FILE_FORMAT`` options with commas (``(TYPE = 'JSON',
+    BINARY_FORMAT = 'BASE64')``) and quotes ``MATCH_BY_COLUMN_NAME = 'CASE_INSENSITIVE'``; Snowflake
+    takes both spellings. fakesnow's parser leaves an empty ``SequenceProperties`` for each comma
+    (its option reader then fails an assertion) and reads only the unquoted value: hand it the
+    options without the empty entries and the value unquoted."""
+    import fakesnow.cursor
+    from sqlglot import exp
+
+    copy_into = fakesnow.cursor.copy_into
+
+    def normalised(duck_conn: Any, database: Any, schema: Any, expr: Any, *args: Any,
+                   **kwargs: Any) -> Any:
+        for param in expr.args.get("params") or []:
+            name = param.this.name.upper()
+            if name == "FILE_FORMAT":
+                param.set("expressions", [
+                    e for e in param.expressions
+                    if not (isinstance(e, exp.SequenceProperties) and not e.expressions)])
+            elif name == "MATCH_BY_COLUMN_NAME" and isinstance(param.expression, exp.Literal):
+                param.set("expression", exp.Var(this=param.expression.name))
+        return copy_into(duck_conn, database, schema, expr, *args, **kwargs)
+
+    fakesnow.cursor.copy_into = normalised
+
+
+@shim
+def json_lines_into_columns() -> None:
+    """dlt loads JSONL files (its format for Snowflake, and the one the `rackwave` command picks)
+    with ``COPY INTO <table> ... FILE_FORMAT = (TYPE = 'JSON') MATCH_BY_COLUMN_NAME = ...``:
+    Snowflake puts each top-level key into the column of that name. fakesnow loads a JSON file
+    only whole, one VARIANT per line. With MATCH_BY_COLUMN_NAME, read each key into its column
+    instead: VARIANT columns take the JSON value, the others the text cast to the column's type
+    (ISO timestamps, numbers, booleans, as dlt writes them); a JSON null is SQL NULL."""
+    import fakesnow.copy_into as module
+    import fakesnow.cursor
+    from sqlglot import exp, parse_one
+
+    local = threading.local()
+    copy_into = fakesnow.cursor.copy_into  # the previous shim's, when it is applied first
+    inserts = module._inserts
+
+    def remembering(duck_conn: Any, database: Any, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        local.where = (duck_conn, database, schema)
+        try:
+            return copy_into(duck_conn, database, schema, *args, **kwargs)
+        finally:
+            local.where = None
+
+    def by_column(expr: Any, params: Any, urls: List[str], *args: Any, **kwargs: Any) -> Any:
+        if (not isinstance(params.file_format, module.ReadJSON)
+                or params.match_by_column_name == module.MatchByColumnName.NONE
+                or isinstance(expr.args["files"][0], exp.Subquery)):
+            return inserts(expr, params, urls, *args, **kwargs)
+        duck_conn, database, schema = local.where
+        table = module._extract_table(expr.this)
+        columns = module._describe_table(table, duck_conn, database, table.db or schema)
+        exact = params.match_by_column_name == module.MatchByColumnName.CASE_SENSITIVE
+        statements = []
+        for url in urls:
+            source = params.file_format.read_expression(url).sql(dialect="duckdb")
+            keys = [k for (k,) in duck_conn.execute(
+                f"SELECT DISTINCT unnest(json_keys(json)) FROM {source}").fetchall()]
+            by_name = {(k if exact else k.upper()): k for k in keys}
+            selected = []
+            for column, kind in columns:
+                key = by_name.get(column if exact else column.upper())
+                if key is None:
+                    continue
+                path = "'$.\"" + key.replace("'", "''").replace('"', '\\"') + "\"'"
+                value = (f"json_extract(json, {path})" if kind == "JSON"
+                         else f"CAST(json_extract_string(json, {path}) AS {kind})")
+                selected.append(f"CASE WHEN json_type(json, {path}) IN ('NULL') OR "
+                                f"json_type(json, {path}) IS NULL THEN NULL ELSE {value} END "
+                                f'AS "{column}"')
+            statements.append(parse_one(
+                f"SELECT {', '.join(selected)} FROM {source}", read="duckdb"))
+        return [exp.Insert(this=expr.this, expression=s, by_name=True) for s in statements]
+
+    fakesnow.cursor.copy_into = remembering
+    module._inserts = by_column
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 def main() -> int:
