@@ -183,6 +183,31 @@ def json_lines_into_columns() -> None:
     module._inserts = by_column
 
 
+@shim
+def null_timestamps_stay_null() -> None:
+    """Snowflake sends a timestamp as a struct (epoch, fraction[, timezone]) in its Arrow
+    results; fakesnow builds that struct without the column's nulls, so a NULL timestamp reads
+    back as 1970-01-01 (a never-flagged ``_rackwave_deleted_at`` looked flagged). Build it with
+    the column's null mask."""
+    import fakesnow.arrow as module
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    to_struct = module.timestamp_to_sf_struct
+
+    def with_nulls(ts: Any) -> Any:
+        if isinstance(ts, pa.ChunkedArray):
+            ts = ts.combine_chunks()
+        if not ts.null_count:
+            return to_struct(ts)
+        struct = to_struct(pc.fill_null(ts, pa.scalar(0, ts.type)))
+        return pa.StructArray.from_arrays(
+            [struct.field(i) for i in range(struct.type.num_fields)],
+            fields=list(struct.type), mask=ts.is_null())
+
+    module.timestamp_to_sf_struct = with_nulls
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 def main() -> int:
