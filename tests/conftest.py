@@ -122,6 +122,23 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+def _needs_snowflake(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return "snowflake_emulator" in getattr(item, "fixturenames", ()) or (
+        callspec is not None and callspec.params.get("warehouse") == "snowflake")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Builds the Snowflake emulator's environment (`.venv-recipes/fakesnow`, 20 to 60 s the
+    first time) before the tests run when one of them needs it, so that the build does not count
+    against that test's timeout. Nothing to do when it is built; the loop itself is pytest's."""
+    if not session.config.option.collectonly and any(_needs_snowflake(i) for i in session.items):
+        from snowflake_emulator import emulator_python
+
+        emulator_python()
+
+
 @pytest.fixture(scope="session")
 def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One Snowflake emulator (fakesnow's server, tests/snowflake_emulator.py) for the session,
