@@ -130,7 +130,9 @@ class SnowflakeEmulator:
     @contextlib.contextmanager
     def database(self) -> Iterator[str]:
         """A new database name for one test: fakesnow creates it on the first login naming it,
-        so tests sharing the server never see each other's tables."""
+        so tests sharing the server never see each other's tables. Not dropped (fakesnow 0.12
+        has no DROP DATABASE): a story's database holds a few hundred rows, in the server's
+        memory until the session ends."""
         yield f"RW_{uuid.uuid4().hex[:12].upper()}"
 
 
