@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (Python >= 3.10 with venv):
 #   make demo   - set up .venv, start the local sandbox, load it into ./rackwave_data.duckdb, summarise
 #   make test   - set up .venv with the test tools (PostgreSQL's server programs when missing, the
-#                 BigQuery emulator's environment in .venv-recipes/bigquery-emulator when missing),
+#                 BigQuery and Snowflake emulators' environments in .venv-recipes/ when missing),
 #                 type-check (mypy --strict) and run the whole test suite
 #   make fuzz   - the randomized model of the API (tests/test_model.py) for RACKWAVE_MODEL_MINUTES
 #                 minutes (default 45) of random examples; prints how many ran clean.
@@ -23,6 +23,7 @@ setup-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	scripts/ensure-postgres
 	cd tests && ../$(BIN)/python -m emulators.bigquery >/dev/null  # .venv-recipes/bigquery-emulator
+	cd tests && ../$(BIN)/python -m emulators.snowflake >/dev/null  # .venv-recipes/fakesnow
 
 demo: setup
 	$(BIN)/rackwave --sandbox

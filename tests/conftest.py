@@ -118,12 +118,13 @@ from warehouses import (  # noqa: E402
     DuckDBWarehouse,
     PostgresServer,
     PostgresWarehouse,
+    SnowflakeWarehouse,
     Warehouse,
     shim_quick_load_job_polls,
 )
 
-WAREHOUSES = ("duckdb", "postgres", "delta", "bigquery")
-CLOUD_WAREHOUSES = ("bigquery",)
+WAREHOUSES = ("duckdb", "postgres", "delta", "bigquery", "snowflake")
+CLOUD_WAREHOUSES = ("bigquery", "snowflake")
 
 
 @pytest.fixture(scope="session")
@@ -155,6 +156,37 @@ def bigquery_emulator() -> Iterator[BigQueryEmulator]:
         emulator.stop()
 
 
+def _needs_snowflake(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params if callspec is not None else {}
+    return "snowflake_emulator" in getattr(item, "fixturenames", ()) or "snowflake" in (
+        params.get("warehouse"), params.get("cloud"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Builds the Snowflake emulator's environment (`.venv-recipes/fakesnow`, 20 to 60 s the
+    first time) before the tests run when one of them needs it, so that the build does not count
+    against that test's timeout. Nothing to do when it is built; the loop itself is pytest's."""
+    if not session.config.option.collectonly and any(_needs_snowflake(i) for i in session.items):
+        from emulators.snowflake import emulator_python
+
+        emulator_python()
+
+
+@pytest.fixture(scope="session")
+def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Snowflake emulator (fakesnow's server, tests/emulators/snowflake.py) for the session,
+    installed into `.venv-recipes/fakesnow` on first use; each test gets a database of its own."""
+    from emulators.snowflake import SnowflakeEmulator
+
+    emulator = SnowflakeEmulator.start(tmp_path_factory.mktemp("snowflake") / "emulator.log")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
 @pytest.fixture(params=["command", "dlt"])
 def via(request: pytest.FixtureRequest) -> str:
     """The same story through the `rackwave` command and through a user's own plain dlt code."""
@@ -163,8 +195,8 @@ def via(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=WAREHOUSES)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """The same end-to-end test on DuckDB, Postgres, Delta tables in a local folder and BigQuery
-    (the local emulator)."""
+    """The same end-to-end test on DuckDB, Postgres, Delta tables in a local folder, and
+    BigQuery and Snowflake on their local emulators."""
     with _opened(request, str(request.param), tmp_path) as where:
         yield where
 
@@ -193,5 +225,9 @@ def _opened(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> Iterat
             yield bigquery
         finally:
             bigquery.drop()
+    elif name == "snowflake":
+        snowflake = request.getfixturevalue("snowflake_emulator")
+        with snowflake.database() as database:
+            yield SnowflakeWarehouse(snowflake, database)
     else:
         yield DeltaWarehouse(tmp_path / "lake")

@@ -1,4 +1,5 @@
-"""The same pipeline, the same tables and the same rows on DuckDB, Postgres and Delta lake files.
+"""The same pipeline, the same tables and the same rows on DuckDB, Postgres, Delta lake files and
+Snowflake (a local emulator, tests/emulators/snowflake.py).
 
 Each story runs once per warehouse (the ``warehouse`` fixture): a first load, an incremental run,
 a full scan with updates and deletes, and a lead whose tags shrink. After each run the warehouse
@@ -21,6 +22,7 @@ from warehouses import (
     DuckDBWarehouse,
     ParquetWarehouse,
     PostgresWarehouse,
+    SnowflakeWarehouse,
     shim_quick_load_job_polls,
 )
 
@@ -76,12 +78,13 @@ def test_full_scan_applies_updates_and_deletes_and_shrinks_tags(sandbox, make_lo
 
 
 def test_every_warehouse_has_the_same_columns_and_types(sandbox, make_loader, tmp_path,
-                                                        postgres_server):
+                                                        postgres_server, snowflake_emulator):
     kinds: Dict[str, Dict[str, Dict[str, str]]] = {}
-    with postgres_server.database() as dsn:
+    with postgres_server.database() as dsn, snowflake_emulator.database() as database:
         for name, warehouse in (("duckdb", DuckDBWarehouse(tmp_path / "duckdb" / "rackwave_data.duckdb")),
                                 ("postgres", PostgresWarehouse(dsn)),
-                                ("delta", DeltaWarehouse(tmp_path / "lake"))):
+                                ("delta", DeltaWarehouse(tmp_path / "lake")),
+                                ("snowflake", SnowflakeWarehouse(snowflake_emulator, database))):
             loader = make_loader(sandbox, pipeline_name=f"rw_{name}", warehouse=warehouse)
             loader.workdir = tmp_path / name
             loader.workdir.mkdir()
@@ -90,6 +93,7 @@ def test_every_warehouse_has_the_same_columns_and_types(sandbox, make_loader, tm
 
     assert kinds["postgres"] == kinds["duckdb"]
     assert kinds["delta"] == kinds["duckdb"]
+    assert kinds["snowflake"] == kinds["duckdb"]
     leads = kinds["duckdb"]["leads"]
     assert {c: leads[c] for c in ("id", "tags", "created_at", "score", "_dlt_load_id")} == {
         "id": "text", "tags": "json", "created_at": "timestamp", "score": "bigint",

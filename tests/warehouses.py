@@ -1,5 +1,6 @@
 """Where a test's pipeline loads, and how the test reads it back: DuckDB, Postgres, Delta lake,
-BigQuery (a local emulator, ``tests/emulators/bigquery.py``).
+BigQuery and Snowflake (local emulators, ``tests/emulators/bigquery.py`` and
+``tests/emulators/snowflake.py``).
 
 Each warehouse answers the same SQL (``?`` placeholders, ``rackwave.<table>``), so an end-to-end
 test is written once and run on all of them; ``columns`` reports each column's type in dlt's
@@ -282,6 +283,45 @@ def shim_quick_load_job_polls(monkeypatch: Any) -> None:
     from dlt.destinations.impl.bigquery import bigquery
 
     monkeypatch.setattr(bigquery, "sleep", lambda seconds: sleep(min(seconds, 0.1)))
+
+
+_SNOWFLAKE_TYPES = {"TEXT": "text", "VARCHAR": "text", "VARIANT": "json", "TIMESTAMP_TZ": "timestamp",
+                    "TIMESTAMP_LTZ": "timestamp", "FLOAT": "double", "BOOLEAN": "bool"}
+
+
+@dataclass
+class SnowflakeWarehouse(Warehouse):
+    """A database of its own on the Snowflake emulator (tests/emulators/snowflake.py).
+
+    dlt's snowflake destination upper-cases identifiers (schema ``RACKWAVE``, table ``LEADS``,
+    column ``_DLT_LOAD_ID``) and quotes them; the stories' unquoted ``rackwave.leads`` and ``id``
+    resolve to those as in Snowflake, and result columns are reported lower-case, as dlt names
+    them. ``?`` placeholders are the connector's qmark style."""
+
+    emulator: Any  # snowflake_emulator.SnowflakeEmulator
+    database: str
+    name = "snowflake"
+
+    def settings(self) -> Dict[str, str]:
+        return {"DESTINATION__SNOWFLAKE__CREDENTIALS": self.emulator.credentials(self.database)}
+
+    def query(self, sql: str, *params: Any) -> Tuple[List[str], List[Tuple[Any, ...]]]:
+        con = self.emulator.connect(self.database)
+        try:
+            cur = con.cursor()
+            cur.execute(sql, params)
+            return [d[0].lower() for d in cur.description], [tuple(r) for r in cur.fetchall()]
+        finally:
+            con.close()
+
+    def columns(self, table: str) -> Dict[str, str]:
+        # NUMBER is bigint with scale 0 (dlt's NUMBER(19,0)), a decimal otherwise
+        _, rows = self.query(
+            "SELECT column_name, data_type, numeric_scale FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?", DATASET.upper(), table.upper())
+        return {name.lower(): ("bigint" if kind == "NUMBER" and not scale
+                               else _SNOWFLAKE_TYPES.get(kind, kind))
+                for name, kind, scale in rows}
 
 
 # --- a PostgreSQL server of our own -------------------------------------------------------------
