@@ -23,7 +23,7 @@ setup-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	scripts/ensure-postgres
 	cd tests && ../$(BIN)/python -m emulators.bigquery >/dev/null  # .venv-recipes/bigquery-emulator
-	cd tests && ../$(BIN)/python -m emulators.snowflake >/dev/null  # .venv-recipes/fakesnow
+	cd tests && ../$(BIN)/python -m emulators.fake_snowflake >/dev/null  # .venv-recipes/fakesnow
 
 demo: setup
 	$(BIN)/rackwave --sandbox

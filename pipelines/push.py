@@ -206,9 +206,7 @@ def log_outcomes(warehouse: dlt.Pipeline, journal: PushJournal) -> int:
     """Merges every outcome not yet logged into ``rackwave_push_log``; returns how many."""
     outcomes = journal.unlogged()
     if outcomes:
-        schema = warehouse.schemas[S.PUSH_LOG_SCHEMA] if S.PUSH_LOG_SCHEMA in warehouse.schemas \
-            else dlt.Schema(S.PUSH_LOG_SCHEMA)
-        warehouse.run(push_log(outcomes), schema=schema)
+        warehouse.run(push_log(outcomes))
         journal.mark_logged(outcomes)
     return len(outcomes)
 

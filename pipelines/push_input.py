@@ -25,7 +25,7 @@ def read_query(pipeline: dlt.Pipeline, query: str) -> Rows:
     try:
         with pipeline.sql_client() as client:
             with client.execute_query(query) as cursor:
-                columns = [c[0] for c in cursor.native_cursor.description or ()]
+                columns = [_field(c[0]) for c in cursor.native_cursor.description or ()]
                 return [dict(zip(columns, values)) for values in cursor.fetchall()]
     except Exception as exc:  # noqa: BLE001 - the database's own message is the useful part
         raise ConfigurationError(
@@ -33,6 +33,13 @@ def read_query(pipeline: dlt.Pipeline, query: str) -> Rows:
             f"Check the SQL; tables are in the dataset `{pipeline.dataset_name}` "
             f"(e.g. {pipeline.dataset_name}.leads).",
         ) from None
+
+
+def _field(column: str) -> str:
+    """A result column as the field it names: Snowflake reports unquoted identifiers in upper
+    case (``SELECT email`` gives ``EMAIL``), so a lead field's name is matched ignoring case."""
+    folded = column.lower()
+    return folded if folded in S.PUSH_FIELDS and column not in S.PUSH_FIELDS else column
 
 
 def read_file(path: str) -> Rows:

@@ -300,9 +300,13 @@ def run_pipeline(
 
 
 def keep_push_log(pipeline: dlt.Pipeline) -> None:
-    """A push log written before it had a schema of its own (``settings.PUSH_LOG_SCHEMA``) is
-    listed in the source's schema, whose tables a full refresh drops: it leaves that schema
-    (the warehouse's table stays) so the refresh keeps the audit of what went into the CRM."""
+    """``rackwave --full-refresh`` drops the tables of the source's schema, and the push log
+    (``rackwave push``) is written through the same pipeline, so it is listed there. It leaves
+    the schema first (the warehouse's table stays; the next push lists it again): the refresh of
+    the loaded data keeps the audit of what was written into the CRM. On a runner without the
+    pipeline's local state, the schema is restored from the warehouse first, as the run would."""
+    if not pipeline.schema_names:
+        pipeline.sync_destination()
     if S.SOURCE_NAME not in pipeline.schemas:
         return
     schema = pipeline.schemas[S.SOURCE_NAME]

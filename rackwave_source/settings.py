@@ -257,9 +257,6 @@ PUSH_JOURNAL_FOLDER = "rackwave_push"
 # The outcomes a pushed row ends with, and the warehouse table that logs them.
 PUSH_OUTCOMES: Tuple[str, ...] = ("created", "existing", "rejected")
 PUSH_LOG_TABLE = "rackwave_push_log"
-# The log's own dlt schema in the loading pipeline: the audit of what was written into the CRM
-# outlives `rackwave --full-refresh`, which drops the tables of the source's schema only.
-PUSH_LOG_SCHEMA = "rackwave_push_log"
 PUSH_TABLE = "leads"  # the destination's table name (``pipeline.run(rows, table_name="leads")``)
 PUSH_LOG_COLUMNS: TColumns = {
     "row_key": {"data_type": "text", "nullable": False},  # the email lower-cased, or row:<hash>

@@ -169,16 +169,16 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     first time) before the tests run when one of them needs it, so that the build does not count
     against that test's timeout. Nothing to do when it is built; the loop itself is pytest's."""
     if not session.config.option.collectonly and any(_needs_snowflake(i) for i in session.items):
-        from emulators.snowflake import emulator_python
+        from emulators.fake_snowflake import emulator_python
 
         emulator_python()
 
 
 @pytest.fixture(scope="session")
 def snowflake_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One Snowflake emulator (fakesnow's server, tests/emulators/snowflake.py) for the session,
+    """One Snowflake emulator (fakesnow's server, tests/emulators/fake_snowflake.py) for the session,
     installed into `.venv-recipes/fakesnow` on first use; each test gets a database of its own."""
-    from emulators.snowflake import SnowflakeEmulator
+    from emulators.fake_snowflake import SnowflakeEmulator
 
     emulator = SnowflakeEmulator.start(tmp_path_factory.mktemp("snowflake") / "emulator.log")
     try:

@@ -94,7 +94,7 @@ def test_check_reads_state_from_the_warehouse_and_push_writes_its_log_there(
                  f"SELECT name, email, phone, source, score FROM {DATASET}.to_push"])
 
     report = json.loads(capsys.readouterr().out)
-    assert code == 0 and report["outcomes"]["created"] == 3, report
+    assert code == 0 and report["outcomes"]["created"] == 3, report["error"]
     leads = leads_by_email(sandbox)
     logged = cloud.query(f"SELECT row_key, status, lead_id FROM {DATASET}.rackwave_push_log")[1]
     assert sorted(logged) == sorted((r["email"], "created", leads[r["email"]][0]["id"])

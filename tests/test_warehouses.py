@@ -1,5 +1,5 @@
 """The same pipeline, the same tables and the same rows on DuckDB, Postgres, Delta lake files and
-Snowflake (a local emulator, tests/emulators/snowflake.py).
+Snowflake (a local emulator, tests/emulators/fake_snowflake.py).
 
 Each story runs once per warehouse (the ``warehouse`` fixture): a first load, an incremental run,
 a full scan with updates and deletes, and a lead whose tags shrink. After each run the warehouse

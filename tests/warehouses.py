@@ -1,6 +1,6 @@
 """Where a test's pipeline loads, and how the test reads it back: DuckDB, Postgres, Delta lake,
 BigQuery and Snowflake (local emulators, ``tests/emulators/bigquery.py`` and
-``tests/emulators/snowflake.py``).
+``tests/emulators/fake_snowflake.py``).
 
 Each warehouse answers the same SQL (``?`` placeholders, ``rackwave.<table>``), so an end-to-end
 test is written once and run on all of them; ``columns`` reports each column's type in dlt's
@@ -291,7 +291,7 @@ _SNOWFLAKE_TYPES = {"TEXT": "text", "VARCHAR": "text", "VARIANT": "json", "TIMES
 
 @dataclass
 class SnowflakeWarehouse(Warehouse):
-    """A database of its own on the Snowflake emulator (tests/emulators/snowflake.py).
+    """A database of its own on the Snowflake emulator (tests/emulators/fake_snowflake.py).
 
     dlt's snowflake destination upper-cases identifiers (schema ``RACKWAVE``, table ``LEADS``,
     column ``_DLT_LOAD_ID``) and quotes them; the stories' unquoted ``rackwave.leads`` and ``id``

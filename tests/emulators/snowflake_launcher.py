@@ -1,6 +1,6 @@
 """The Snowflake emulator's process: fakesnow's server, patched where it falls short of Snowflake.
 
-Run by tests/emulators/snowflake.py with the Python of `.venv-recipes/fakesnow` (not the suite's:
+Run by tests/emulators/fake_snowflake.py with the Python of `.venv-recipes/fakesnow` (not the suite's:
 fakesnow needs other duckdb and sqlglot versions). Binds a free loopback port, prints
 ``READY <port>`` once it serves, and stops on SIGTERM or when stdin closes.
 
