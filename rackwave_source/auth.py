@@ -27,6 +27,7 @@ from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
 
 from . import settings as S
 from .exceptions import (
+    connection_cause,
     AuthenticationError,
     ServerError,
     TLSVerificationError,
@@ -88,8 +89,9 @@ class RackwaveTokenAuth(OAuth2ClientCredentials):
         except SSLError:
             raise TLSVerificationError(url) from None
         except RequestException as exc:
+            cause = connection_cause(exc) or type(exc).__name__
             raise ServerError(
-                f"Could not reach the Rackwave token endpoint {url}: {type(exc).__name__}. "
+                f"Could not reach the Rackwave token endpoint {url}: {cause}. "
                 "Check the base URL and the network, then run again."
             ) from None
         if response.status_code in (400, 401, 403, 422):

@@ -50,6 +50,7 @@ from dlt.sources.helpers.requests.session import Session
 from . import settings as S
 from .auth import RackwaveTokenAuth, make_auth
 from .exceptions import (
+    connection_cause,
     AuthenticationError,
     RateLimitError,
     ServerError,
@@ -234,6 +235,24 @@ class _TokenSessions(Client):
 class RackwaveClient:
     """Talks JSON to one Rackwave base URL with one set of credentials."""
 
+    auth: "RackwaveTokenAuth"
+    _first_failure_at: Optional[float] = None  # the token request's first connection failure
+
+    def _retry_token(self, response: Optional[requests.Response],
+                     exception: Optional[BaseException]) -> bool:
+        """Whether a failed token request is tried again: as dlt retries it, except at first
+        contact (no token yet) when the API refuses the connection or its host name does not
+        resolve: then for ``FIRST_CONTACT_RETRY_S`` at most (``settings.py``)."""
+        if not _retry_token_request(response, exception):
+            return False
+        if getattr(getattr(self, "auth", None), "access_token", None) or \
+                connection_cause(exception) is None:
+            return True
+        now = time.monotonic()
+        if self._first_failure_at is None:
+            self._first_failure_at = now
+        return now - self._first_failure_at < S.FIRST_CONTACT_RETRY_S
+
     def __init__(
         self,
         base_url: str,
@@ -255,7 +274,7 @@ class RackwaveClient:
             request_timeout=S.REQUEST_TIMEOUT_S,
             raise_for_status=False,
             exceptions=(),
-            retry_condition=_retry_token_request,
+            retry_condition=self._retry_token,
             session_attrs=_session_attrs(env),
         )
         # dlt's [runtime] request_* settings (config files and environment), through dlt's

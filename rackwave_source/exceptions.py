@@ -192,3 +192,21 @@ def api_error_for(url: str, status_code: int, body: Any, reason: str) -> ApiErro
             }
     cls = API_ERRORS_BY_STATUS.get(status_code, ApiError)
     return cls(url, status_code, message, errors)
+
+
+def connection_cause(exc: Optional[BaseException]) -> Optional[str]:
+    """A failed connection's cause in words ("the connection was refused", "the host name does
+    not resolve"), read from the exception chain urllib3 and requests build; None for anything
+    else (a timeout, a dropped connection, an HTTP status)."""
+    seen: Optional[BaseException] = exc
+    texts: List[str] = []
+    while seen is not None and len(texts) < 10:
+        texts.append(f"{type(seen).__name__}: {seen}")
+        seen = getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
+    text = " ".join(texts)
+    if any(mark in text for mark in ("NameResolutionError", "Failed to resolve", "gaierror",
+                                     "Name or service not known", "nodename nor servname")):
+        return "the host name does not resolve"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "the connection was refused"
+    return None

@@ -28,6 +28,12 @@ DEFAULT_ENVIRONMENT = "production"
 CREDENTIAL_PLACEHOLDER = (r"(?i)^(?:(?:rw|sk)_(?:live|test)_)?x{4,}$|<[^<>]*>|^\.{3}$|"
                           r"^(?:changeme|change-me|todo|your[-_ ].*)$")
 
+# At first contact (the token request), an API that refuses the connection or whose host name
+# does not resolve is retried for this long at most, then the run fails (exit 75) naming the
+# cause: a wrong base URL or a closed network is not an outage to wait out for minutes. Later
+# connection failures keep the full retries of [runtime] request_max_attempts. Assumed.
+FIRST_CONTACT_RETRY_S = 6.0
+
 # Documented paths, relative to the base URL.
 TOKEN_PATH = "/auth/token"
 LEADS_PATH = "/leads"

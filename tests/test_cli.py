@@ -158,3 +158,29 @@ def test_a_destination_whose_driver_is_missing_names_this_packages_extra(tmp_pat
     last = run.stderr.strip().splitlines()[-1]
     assert 'pip install "rackwave-source[snowflake]"' in last
     assert "Invalid Rackwave setting" not in last and 'pip install "dlt[' not in run.stderr
+
+
+def test_an_api_that_cannot_be_reached_at_first_contact_fails_fast_naming_why(tmp_path):
+    """With the shipped settings (8 attempts, up to 30 s apart) a wrong base URL took 93 s to
+    fail and ended at "ConnectionError"; now within 15 s, exit 75, the cause on the last line."""
+    import shutil
+    import time
+
+    from support import REPO
+
+    (tmp_path / ".dlt").mkdir()
+    shutil.copy(REPO / ".dlt" / "config.toml", tmp_path / ".dlt" / "config.toml")
+    credentials = {"SOURCES__RACKWAVE__CLIENT_ID": "rw_test_x1", "SOURCES__RACKWAVE__CLIENT_SECRET":
+                   "sk_test_y2"}
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        refused_url = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
+    for command, url, cause in (
+            ([], refused_url, "the connection was refused"),
+            (["check"], "https://no-such-host.invalid/v1", "the host name does not resolve")):
+        started = time.monotonic()
+        run = rackwave(tmp_path, *command, "--base-url", url, env=credentials)
+
+        assert time.monotonic() - started < 15, run.stderr
+        assert run.returncode == 75, run.stderr
+        assert cause in run.stderr.strip().splitlines()[-1]
