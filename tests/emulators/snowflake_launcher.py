@@ -133,7 +133,8 @@ def json_lines_into_columns() -> None:
     Snowflake puts each top-level key into the column of that name. fakesnow loads a JSON file
     only whole, one VARIANT per line. With MATCH_BY_COLUMN_NAME, read each key into its column
     instead: VARIANT columns take the JSON value, the others the text cast to the column's type
-    (ISO timestamps, numbers, booleans, as dlt writes them); a JSON null is SQL NULL."""
+    (ISO timestamps, numbers, booleans, as dlt writes them); a JSON null is SQL NULL. A file
+    with no rows loads nothing, as in Snowflake."""
     import fakesnow.copy_into as module
     import fakesnow.cursor
     from sqlglot import exp, parse_one
@@ -175,6 +176,10 @@ def json_lines_into_columns() -> None:
                 selected.append(f"CASE WHEN json_type(json, {path}) IN ('NULL') OR "
                                 f"json_type(json, {path}) IS NULL THEN NULL ELSE {value} END "
                                 f'AS "{column}"')
+            if not selected:  # a file with no rows (a resource empty at its first load): no
+                column, kind = columns[0]  # key; an insert of no rows
+                selected.append(f'CAST(NULL AS {kind}) AS "{column}"')
+                source = f"{source} WHERE false"
             statements.append(parse_one(
                 f"SELECT {', '.join(selected)} FROM {source}", read="duckdb"))
         return [exp.Insert(this=expr.this, expression=s, by_name=True) for s in statements]
