@@ -16,7 +16,10 @@ import argparse
 import atexit
 import contextlib
 import gc
+import json
 import os
+import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -480,12 +483,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif result is not None:
         print(result.render())
         if args.destination == "duckdb":
-            path = args.duckdb_file or DEFAULT_DUCKDB_FILE
-            query = f"SELECT status, count(*) FROM {args.dataset}.leads GROUP BY 1"
-            print(f"Explore: duckdb {path} \"{query}\"")
-            print(f"     or: python -c \"import duckdb; "
-                  f"print(duckdb.connect('{path}').sql('{query}'))\"")
+            print("\n".join(explore_hints(args.duckdb_file or DEFAULT_DUCKDB_FILE, args.dataset)))
     return failure.exit_code if failure is not None else 0
+
+
+def explore_hints(path: str, dataset: str) -> List[str]:
+    """Commands that query what the run loaded, working as written in a new shell: this
+    interpreter by its full path (``python`` on PATH may be another one, without duckdb), and
+    DuckDB's own shell, by its full path too, only when it is installed."""
+    query = f"SELECT status, count(*) FROM {dataset}.leads GROUP BY 1"
+    # Python string literals in double quotes (json.dumps writes valid ones): the shell's
+    # single quotes around the code then need no escaping
+    code = (f"import duckdb; print(duckdb.connect({json.dumps(path)}, read_only=True)"
+            f".sql({json.dumps(query)}))")
+    shell = shutil.which("duckdb")
+    hints = [f"{shlex.quote(shell)} -readonly {shlex.quote(path)} {shlex.quote(query)}"] \
+        if shell else []
+    hints.append(f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}")
+    return [f"{'Explore' if i == 0 else '     or'}: {hint}" for i, hint in enumerate(hints)]
 
 
 if __name__ == "__main__":

@@ -184,3 +184,18 @@ def test_an_api_that_cannot_be_reached_at_first_contact_fails_fast_naming_why(tm
         assert time.monotonic() - started < 15, run.stderr
         assert run.returncode == 75, run.stderr
         assert cause in run.stderr.strip().splitlines()[-1]
+
+
+def test_the_explore_hint_runs_as_written_in_a_new_shell(tmp_path):
+    """The summary's "Explore:" line once named `duckdb` (not installed) and `python` (not the
+    virtualenv's): in a new shell, with only the system's PATH, it must print the counts."""
+    run = rackwave(tmp_path, "--sandbox", "--sandbox-leads", "40", "--sandbox-contacts", "5")
+    assert run.returncode == 0, run.stderr
+    hint = next(line for line in run.stdout.splitlines() if line.startswith("Explore: "))
+
+    shell = subprocess.run(["bash", "-c", hint.split(": ", 1)[1]], cwd=tmp_path,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+                           capture_output=True, text=True, timeout=60)
+
+    assert shell.returncode == 0, shell.stderr
+    assert "status" in shell.stdout and "count_star()" in shell.stdout
