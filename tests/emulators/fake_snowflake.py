@@ -15,10 +15,7 @@ to this file), which patches where fakesnow falls short of what dlt sends, then 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,44 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Iterator, List, Optional
 
-REPO = Path(__file__).resolve().parents[2]
-EMULATOR_VENV = REPO / ".venv-recipes" / "fakesnow"
+from emulators.venv import tool_venv
+
 LAUNCHER = Path(__file__).resolve().parent / "snowflake_launcher.py"
 #: fakesnow's server, with the connector 3.x it imports internals of: fakesnow 0.12 imports
 #: ``snowflake.connector.converter``, which connector 4.x and later no longer have
 EMULATOR_REQUIREMENTS = ("fakesnow[server]==0.12.*", "snowflake-connector-python>=3,<4")
-#: a first build downloads fakesnow, DuckDB, pyarrow and the connector from the registry
-BUILD_TIMEOUT = 600
 START_TIMEOUT = 60
 #: what the emulator accepts as an account (it checks no password)
 ACCOUNT, USER, PASSWORD, WAREHOUSE = "fakesnow", "fake", "snow", "emulator_wh"
 
 
 def emulator_python() -> Path:
-    """The Python of `.venv-recipes/fakesnow`, built if missing or made from other requirements.
-
-    A file lock keeps two pytest processes on this checkout from building it at once; a stamp
-    holding the requirements' hash marks a finished build (an interrupted one is built again).
-    """
-    wanted = hashlib.sha256("\n".join(EMULATOR_REQUIREMENTS).encode()).hexdigest()
-    python = EMULATOR_VENV / "bin" / "python"
-    stamp = EMULATOR_VENV / "rackwave-installed"
-    EMULATOR_VENV.parent.mkdir(exist_ok=True)
-    with open(EMULATOR_VENV.parent / ".fakesnow.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists() and stamp.read_text() == wanted and python.exists():
-            return python
-        shutil.rmtree(EMULATOR_VENV, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(EMULATOR_VENV)], check=True)
-        done = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             *EMULATOR_REQUIREMENTS],
-            capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-        if done.returncode != 0:
-            raise RuntimeError(f"installing the Snowflake emulator ({', '.join(EMULATOR_REQUIREMENTS)})"
-                               f" failed:\n{done.stderr[-3000:]}")
-        stamp.write_text(wanted)
-    return python
+    """The Python of `.venv-recipes/fakesnow`, built if missing or made from other requirements
+    (``venv.tool_venv``: a hashed stamp, a file lock)."""
+    return tool_venv("fakesnow", EMULATOR_REQUIREMENTS) / "python"
 
 
 @dataclass
