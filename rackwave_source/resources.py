@@ -34,7 +34,13 @@ from .run_history import declare as declare_run_history
 from .progress import Progress
 from .scan_run import ScanRun
 from .verdicts import check
-from .warehouse import destination_kind, loader_hints, table_format
+from .warehouse import (
+    check_duckdb_location,
+    current_pipeline,
+    destination_kind,
+    loader_hints,
+    table_format,
+)
 from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
 
 
@@ -49,6 +55,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     account's tables exist, with their columns, before their first record (see
     ``arrow_shape.empty_table``); later runs with nothing new yield no rows at all.
     """
+    check_duckdb_location(current_pipeline())  # refuses before reading anything (warehouse.py)
     destination = destination_kind()
     versions = Versions.of(spec.name, options, destination)  # refuses before reading anything
     run = ScanRun(dlt.current.resource_state(), options, spec.name)

@@ -8,6 +8,7 @@ whatever shape either hands back is made the shape the source loaded by ``readba
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import dlt
@@ -19,6 +20,7 @@ from dlt.common.pipeline import PipelineContext
 
 from . import settings as S
 from .cursor import from_iso
+from .exceptions import ConfigurationError
 from .lake import is_lake, lake_table
 from .readback import conformed, gathered
 
@@ -45,6 +47,39 @@ def destination_kind(pipeline: Any = None) -> str:
     pipeline = pipeline if pipeline is not None else current_pipeline()
     destination = getattr(pipeline, "destination", None)
     return "" if destination is None else str(destination.destination_type).rsplit(".", 1)[-1]
+
+
+def check_duckdb_location(pipeline: Any) -> None:
+    """Refuses a run whose DuckDB file is not the one its code names (before any request).
+
+    dlt keeps a pipeline's local state per name, shared by every folder of the user, and
+    resolves a relative DuckDB path against the folder the pipeline was first run in (its
+    ``initial_cwd``), or the file recorded there (``duckdb_database``). So the same code
+    (``dlt.destinations.duckdb("rackwave_data.duckdb")``, pipeline ``rackwave``) run in a second
+    folder loaded the first folder's file, exit 0, with that folder's state."""
+    if pipeline is None or destination_kind(pipeline) != "duckdb":
+        return
+    params = getattr(pipeline.destination, "config_params", {}) or {}
+    named = params.get("credentials")
+    if not isinstance(named, str) or not named or named.startswith((":", "md:")) or \
+            os.path.isabs(named):
+        return
+    try:
+        recorded = pipeline.get_local_state_val("duckdb_database")
+    except KeyError:
+        recorded = None
+    bound = recorded or os.path.join(str(params.get("local_dir") or os.getcwd()), named)
+    here = os.path.abspath(named)
+    if os.path.abspath(bound) == here:
+        return
+    raise ConfigurationError(
+        "destination",
+        f"pipeline `{pipeline.pipeline_name}` would load {bound}, not {here} as its code says: "
+        "dlt keeps a pipeline's state per name for every folder of this user, and resolves a "
+        "relative DuckDB path against the folder the pipeline first ran in",
+        "Give this folder's pipeline a name of its own (dlt.pipeline(\"rackwave_<project>\", "
+        "...)), or pass the file as an absolute path (dlt.destinations.duckdb(os.path.abspath("
+        f"{named!r}))). Nothing was read or loaded.")
 
 
 def table_format(table: str) -> Optional[str]:

@@ -199,3 +199,56 @@ def test_the_explore_hint_runs_as_written_in_a_new_shell(tmp_path):
 
     assert shell.returncode == 0, shell.stderr
     assert "status" in shell.stdout and "count_star()" in shell.stdout
+
+
+USER_CODE = """
+import os, sys
+
+import dlt
+from rackwave_source import rackwave_source
+
+pipeline = dlt.pipeline(
+    "rackwave", destination=dlt.destinations.duckdb({path}), dataset_name="rackwave"
+)
+pipeline.run(rackwave_source(base_url=sys.argv[1]).with_resources("leads"))
+"""
+
+
+def test_the_readmes_dlt_code_in_a_second_folder_loads_that_folders_file(tmp_path,
+                                                                          sandbox_factory):
+    """The command in one folder, then the README's plain dlt code in another, same user: the
+    code once loaded the first folder's file (exit 0) through the pipeline's shared state."""
+    import hashlib
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    shared = {"DLT_DATA_DIR": str(tmp_path / "dlt"), "SOURCES__RACKWAVE__CLIENT_ID":
+              "rw_test_sandbox", "SOURCES__RACKWAVE__CLIENT_SECRET": "sk_test_sandbox"}
+    theirs, ours = sandbox_factory(leads=30, contacts=5), sandbox_factory(leads=12, contacts=3)
+    assert rackwave(first, "--base-url", theirs.base_url, env=shared).returncode == 0
+    loaded = first / "rackwave_data.duckdb"
+    before = hashlib.sha256(loaded.read_bytes()).hexdigest()
+
+    def user_code(path: str) -> subprocess.CompletedProcess:
+        (second / "load.py").write_text(USER_CODE.format(path=path))
+        environment = command_environment(tmp_path / "dlt", **shared)
+        return subprocess.run([sys.executable, "load.py", ours.base_url], cwd=second,
+                              env=environment, capture_output=True, text=True, timeout=300)
+
+    relative = user_code('"rackwave_data.duckdb"')  # the trap: refused, naming both files
+    assert relative.returncode != 0
+    assert f"would load {loaded}, not {second / 'rackwave_data.duckdb'}" in relative.stderr
+    assert not (second / "rackwave_data.duckdb").exists()
+
+    documented = user_code('os.path.abspath("rackwave_data.duckdb")')  # the README's code
+
+    assert documented.returncode == 0, documented.stderr[-3000:]
+    assert hashlib.sha256(loaded.read_bytes()).hexdigest() == before  # untouched
+    with duckdb.connect(str(second / "rackwave_data.duckdb"), read_only=True) as con:
+        assert sorted(r[0] for r in con.execute("SELECT id FROM rackwave.leads").fetchall()) == \
+            sorted(ours.admin.ids("leads"))
+    again = rackwave(first, "--base-url", theirs.base_url, "--full-scan", env=shared)
+    assert again.returncode == 0, again.stderr
+    with duckdb.connect(str(loaded), read_only=True) as con:
+        assert sorted(r[0] for r in con.execute("SELECT id FROM rackwave.leads").fetchall()) == \
+            sorted(theirs.admin.ids("leads"))
