@@ -349,6 +349,7 @@ SUBCOMMANDS = (
     ("check", "check settings, credentials and the API; say what the next run would do"),
     ("push", "create leads in Rackwave from warehouse rows, exactly once (reverse ETL)"),
     ("dbt", "build and test the dbt project on the warehouse the runs load"),
+    ("sql", "query what the runs loaded: a table, CSV or JSON; a shell with no query"),
 )
 
 
@@ -369,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = "\n".join(f"  {name:<8}{what}" for name, what in SUBCOMMANDS)
     parser = argparse.ArgumentParser(
         prog="rackwave",
-        usage="rackwave [options]\n       rackwave {check,push,dbt} [options]",
+        usage="rackwave [options]\n       rackwave {check,push,dbt,sql} [options]",
         description="Load Rackwave leads and contacts into a warehouse (DuckDB by default).",
         epilog=f"commands:\n{commands}\n\n`rackwave <command> --help` shows a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -430,6 +431,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from pipelines.dbt_command import dbt_main
 
         return dbt_main(arguments[1:])
+    if arguments[:1] == ["sql"]:  # `rackwave sql`: query what was loaded (pipelines/sql_command.py)
+        from pipelines.sql_command import sql_main
+
+        return sql_main(arguments[1:])
     if arguments[:1] == ["push"]:  # `rackwave push leads`: reverse ETL (pipelines/push.py)
         from pipelines.push import push_main
 
@@ -483,11 +488,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif result is not None:
         print(result.render())
         if args.destination == "duckdb":
-            print("\n".join(explore_hints(args.duckdb_file or DEFAULT_DUCKDB_FILE, args.dataset)))
+            print("\n".join(explore_hints(args.duckdb_file or DEFAULT_DUCKDB_FILE, args.dataset,
+                                           args.duckdb_file is not None, args.pipeline_name)))
     return failure.exit_code if failure is not None else 0
 
 
-def explore_hints(path: str, dataset: str) -> List[str]:
+def explore_hints(path: str, dataset: str, named_file: bool = False,
+                  pipeline_name: str = DEFAULT_PIPELINE) -> List[str]:
     """Commands that query what the run loaded, working as written in a new shell: this
     interpreter by its full path (``python`` on PATH may be another one, without duckdb), and
     DuckDB's own shell, by its full path too, only when it is installed."""
@@ -500,6 +507,12 @@ def explore_hints(path: str, dataset: str) -> List[str]:
     hints = [f"{shlex.quote(shell)} -readonly {shlex.quote(path)} {shlex.quote(query)}"] \
         if shell else []
     hints.append(f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}")
+    command = os.path.abspath(sys.argv[0])
+    if os.path.basename(command) == "rackwave" and os.access(command, os.X_OK):
+        options = (f" --duckdb-file {shlex.quote(path)}" if named_file else "") + (
+            f" --pipeline-name {shlex.quote(pipeline_name)}"
+            if pipeline_name != DEFAULT_PIPELINE else "")
+        hints.insert(0, f"{shlex.quote(command)} sql{options} {shlex.quote(query)}")
     return [f"{'Explore' if i == 0 else '     or'}: {hint}" for i, hint in enumerate(hints)]
 
 

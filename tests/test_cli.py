@@ -132,7 +132,7 @@ def test_help_names_every_command_and_version_says_what_is_installed(tmp_path):
 
     assert shown.returncode == 0
     lines = shown.stdout.splitlines()
-    for command in ("check", "push", "dbt"):
+    for command in ("check", "push", "dbt", "sql"):
         described = [line for line in lines if line.split()[:1] == [command]]
         assert len(described) == 1, f"`{command}` is not one line of --help:\n{shown.stdout}"
         assert "--help" in rackwave(tmp_path, command, "--help").stdout  # and it has its own
@@ -252,3 +252,41 @@ def test_the_readmes_dlt_code_in_a_second_folder_loads_that_folders_file(tmp_pat
     with duckdb.connect(str(loaded), read_only=True) as con:
         assert sorted(r[0] for r in con.execute("SELECT id FROM rackwave.leads").fetchall()) == \
             sorted(theirs.admin.ids("leads"))
+
+
+def test_rackwave_sql_answers_from_the_loaded_warehouse_in_three_formats_and_as_a_shell(
+        tmp_path, sandbox):
+    import csv
+    import io
+    import json
+
+    missing = rackwave(tmp_path, "sql", "SELECT 1")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert not (tmp_path / "rackwave_data.duckdb").exists()  # no empty file made
+    credentials = {"SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",
+                   "SOURCES__RACKWAVE__CLIENT_SECRET": "sk_test_sandbox"}
+    assert rackwave(tmp_path, "--base-url", sandbox.base_url, env=credentials).returncode == 0
+    query = "SELECT status, count(*) AS n FROM leads GROUP BY 1 ORDER BY 1"
+    counts: dict = {}
+    for lead in sandbox.admin.records("leads"):
+        counts[lead["status"]] = counts.get(lead["status"], 0) + 1
+
+    shown = rackwave(tmp_path, "sql", query)
+    as_csv = rackwave(tmp_path, "sql", "--format", "csv", query)
+    as_json = rackwave(tmp_path, "sql", "--format", "json", query)
+
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0].split() == ["status", "n"]
+    assert f"({len(counts)} rows)" in shown.stdout
+    assert {r["status"]: int(r["n"]) for r in csv.DictReader(io.StringIO(as_csv.stdout))} == counts
+    assert {r["status"]: r["n"] for r in json.loads(as_json.stdout)} == counts
+
+    script = "SELECT count(*) AS n FROM contacts;\nSELEC 1;\nSELECT 1 AS one,\n  2 AS two;\n"
+    shell = subprocess.run(
+        [sys.executable, "-m", "pipelines.rackwave_pipeline", "sql", "--format", "json"],
+        input=script, cwd=tmp_path, env=command_environment(tmp_path / "dlt"),
+        capture_output=True, text=True, timeout=120)
+    assert shell.returncode == 2  # one statement refused, named; the others answered
+    assert "refused the query" in shell.stderr and "SELEC" in shell.stderr
+    assert [json.loads(line) for line in shell.stdout.splitlines()] == [
+        [{"n": len(sandbox.admin.ids("contacts"))}], [{"one": 1, "two": 2}]]
