@@ -165,6 +165,7 @@ def run_push(args: argparse.Namespace) -> Dict[str, Any]:
         return {**summary, "dry_run": False, "outcomes": outcome_counts(target.pusher.counts),
                 "requests": stats["requests"], "rate_limited": stats["rate_limited"],
                 "lookups": target.pusher.counts["lookups"],
+                "marks": target.pusher.counts["marks"],
                 "duplicates": target.pusher.counts["duplicates"], "logged": logged,
                 "log_table": f"{args.dataset}.{S.PUSH_LOG_TABLE}",
                 "rejects": _rejects(target.journal, rows)}

@@ -258,6 +258,12 @@ DEFAULT_PUSH_CONCURRENCY = 16
 # holds up the whole batch (10,000 rows at 20 ms with 50 lost answers: 42 s in batches of 500).
 DEFAULT_PUSH_BATCH_SIZE = 5000
 MAX_PUSH_BATCH_SIZE = 10_000
+# Before a batch's first POSTs, the newest leads are read (newest first, this many a page) with
+# the server's clock (Date): a lead found after a failure that may hide a create is the push's own
+# only if it is missing from that read and dated at or after it (push.py explains the rule).
+PUSH_MARK_PER_PAGE = MAX_PER_PAGE
+# The lead field the rule compares with the server's clock (documented, ISO 8601).
+LEAD_CREATED_FIELD = "created_at"
 # The journal: one SQLite file per account under dlt's data folder (DLT_DATA_DIR, ~/.dlt).
 PUSH_JOURNAL_FOLDER = "rackwave_push"
 # The outcomes a pushed row ends with, and the warehouse table that logs them.
