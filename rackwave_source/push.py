@@ -88,6 +88,8 @@ class LeadPusher:
         self.concurrency = concurrency
         self.phone_separators = phone_separators
         self.counts: Counter[str] = Counter()
+        #: the first rejected rows of this push (key, errors), for the summary
+        self.rejects: List[Tuple[str, FieldErrors]] = []
         self._counts_lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -251,6 +253,14 @@ class LeadPusher:
 
     def _record(self, outcome: Outcome) -> None:
         self._count(outcome.status)
+        if outcome.status == "rejected":
+            self.note_reject(outcome.key, outcome.errors or {})
+
+    def note_reject(self, key: str, errors: FieldErrors) -> None:
+        """Keeps the first rejects for the summary (a few: a push may reject a million rows)."""
+        with self._counts_lock:
+            if len(self.rejects) < S.PUSH_SHOWN_REJECTS:
+                self.rejects.append((key, errors))
 
     def _count(self, what: str) -> None:
         with self._counts_lock:

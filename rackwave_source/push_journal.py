@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from dlt.common.runtime import run_context
 from dlt.common.json import json
@@ -192,7 +192,7 @@ class PushJournal:
 
     def unlogged(self) -> List[Outcome]:
         """Outcomes not yet in the warehouse's push log."""
-        return self._select("WHERE logged = 0 AND status <> 'pending'", ())
+        return self._select("WHERE logged <> 1 AND status <> 'pending'", ())
 
     def mark_logged(self, outcomes: Sequence[Outcome]) -> None:
         """After the push log's load completed; an outcome changed since is logged again."""
@@ -200,6 +200,34 @@ class PushJournal:
             self._db.executemany(
                 "UPDATE outcomes SET logged = 1 WHERE key = ? AND status = ? AND pushed_at = ?",
                 [(o.key, o.status, o.pushed_at.isoformat()) for o in outcomes])
+
+    def claim_unlogged(self) -> int:
+        """Claims the outcomes not yet in the push log (and any claimed by a push killed while
+        logging) for one load; returns how many. Claiming by a flag, not by a list in memory, lets
+        a million outcomes be logged chunk by chunk (``claimed``, then ``mark_claimed_logged``)."""
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute(f"UPDATE outcomes SET logged = {_CLAIMED} "
+                             "WHERE logged <> 1 AND status <> 'pending'")
+            return self._db.total_changes - before
+
+    def claimed(self, chunk_size: int) -> Iterator[List[Outcome]]:
+        """The claimed outcomes, ``chunk_size`` at a time (one read, fetched in chunks)."""
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.execute(f"{_SELECT} WHERE logged = {_CLAIMED}")
+        while True:
+            with self._lock:
+                rows = cursor.fetchmany(chunk_size)
+            if not rows:
+                return
+            yield [_outcome(row) for row in rows]
+
+    def mark_claimed_logged(self) -> None:
+        """After the push log's load completed. An outcome changed since its claim was given
+        ``logged = 0`` by ``finish`` and is logged the next time."""
+        with self._lock:
+            self._db.execute(f"UPDATE outcomes SET logged = 1 WHERE logged = {_CLAIMED}")
 
     def seed(self, outcomes: Iterable[Outcome]) -> int:
         """Takes in outcomes from the warehouse log that this file does not know (a new machine,
@@ -237,12 +265,20 @@ class PushJournal:
 
     def _select(self, where: str, args: Sequence[Any]) -> List[Outcome]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT key, email, status, lead_id, errors, content_hash, pushed_at, load_id "
-                f"FROM outcomes {where}", tuple(args)).fetchall()
-        return [Outcome(key, email, status, lead_id, json.loads(errors) if errors else None,
-                        content_hash, _when(pushed_at), load_id)
-                for key, email, status, lead_id, errors, content_hash, pushed_at, load_id in rows]
+            rows = self._db.execute(f"{_SELECT} {where}", tuple(args)).fetchall()
+        return [_outcome(row) for row in rows]
+
+
+_SELECT = ("SELECT key, email, status, lead_id, errors, content_hash, pushed_at, load_id "
+           "FROM outcomes")
+#: ``logged`` of an outcome taken into a push log load that has not completed yet
+_CLAIMED = -1
+
+
+def _outcome(row: Sequence[Any]) -> Outcome:
+    key, email, status, lead_id, errors, content_hash, pushed_at, load_id = row
+    return Outcome(key, email, status, lead_id, json.loads(errors) if errors else None,
+                   content_hash, _when(pushed_at), load_id)
 
 
 def _values(outcome: Outcome) -> tuple[Any, ...]:

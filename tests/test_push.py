@@ -514,3 +514,35 @@ def test_any_fault_rate_and_kill_point_never_logs_an_earlier_lead_created(tmp_pa
         _assert_logged_truly(server, folder / "rackwave_data.duckdb", before, new, ids_before)
 
     story()
+
+
+def test_a_push_streams_reading_chunks_and_sending_and_journaling_batch_by_batch(
+        tmp_path, sandbox, monkeypatch, capsys):
+    """Rows are read `push_read_chunk_size` at a time and sent `push_batch_size` at a time, each
+    batch's mark written to the journal before its rows (so the journal grows batch by batch),
+    and every outcome logged. The million-row figure is benchmarks/push.py's."""
+    path = tmp_path / "rackwave_data.duckdb"
+    with duckdb.connect(str(path)) as con:  # 25,000 rows, for the dry run: nothing sent
+        con.execute("CREATE SCHEMA rackwave")
+        con.execute(f"CREATE TABLE {TABLE} AS SELECT 'Streamed ' || i AS name, "
+                    "'stream' || i || '@push.example' AS email, '+4477009' || lpad(i::VARCHAR, "
+                    "5, '0') AS phone, 'api' AS source, ['s'] AS tags, i AS score "
+                    "FROM range(25000) t(i)")
+    code, report = push(sandbox, monkeypatch, capsys, "--query", QUERY, "--dry-run",
+                        env={"SOURCES__RACKWAVE__PUSH_READ_CHUNK_SIZE": "1000"})
+    assert code == 0 and (report["rows"], report["read_chunks"]) == (25000, 25)
+    assert report["would_send"] == 25000 and posts(sandbox) == 0
+
+    query = f"{QUERY} WHERE score < 3000"
+    code, report = push(sandbox, monkeypatch, capsys, "--query", query,
+                        env={"SOURCES__RACKWAVE__PUSH_READ_CHUNK_SIZE": "500",
+                             "SOURCES__RACKWAVE__PUSH_BATCH_SIZE": "1000"})
+
+    assert code == 0 and (report["rows"], report["read_chunks"]) == (3000, 6)
+    assert report["outcomes"]["created"] == 3000 and report["logged"] == 3000
+    # a mark per call of the destination: at least one per batch of 1,000 (dlt may also split
+    # a batch where its files end), so the rows were sent and journaled batch by batch
+    assert 3 <= report["marks"] < 100 and posts(sandbox) == 3000
+    log = push_log(path)
+    leads = leads_by_email(sandbox)
+    assert len(log) == 3000 and all(log[k]["lead_id"] == leads[k][0]["id"] for k in log)
