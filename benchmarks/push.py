@@ -10,6 +10,7 @@ Usage (from the repository root)::
 
     .venv/bin/python benchmarks/push.py --rows 10000 --latency-ms 20
     .venv/bin/python benchmarks/push.py --rows 10000 --latency-ms 20 --lost-answers 50
+    .venv/bin/python benchmarks/push.py --stream-rows 1000000   # peak RSS of a streamed push
 
 The loop (``--contender loop``, run by this file in a child process) is what a user writes
 first: one ``requests`` session, one token, a POST per row, in order.
@@ -110,6 +111,33 @@ def run_contender(name: str, base_url: str, admin: AdminClient, count: int,
             "exactly_once": len(created) == count and set(created.values()) == {1}}
 
 
+def stream(count: int, base_url: str) -> Dict[str, object]:
+    """``count`` rows (made by DuckDB, not Python) through a ``--dry-run`` push: reading in
+    chunks, checking, duplicates, the journal's standing outcomes, everything but the sending.
+    Wall time and peak RSS of the push process (``os.wait4``)."""
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="rackwave-push-stream-") as tmp:
+        folder = Path(tmp)
+        with duckdb.connect(str(folder / "w.duckdb")) as con:
+            con.execute("CREATE SCHEMA rackwave")
+            con.execute("CREATE TABLE rackwave.to_push AS SELECT 'Bench Person ' || i AS name, "
+                        "'stream.' || i || '@bench.example' AS email, '+4477' || lpad(i::VARCHAR,"
+                        " 8, '0') AS phone, 'api' AS source, ['bench'] AS tags "
+                        f"FROM range({count}) t(i)")
+        cmd = [sys.executable, "-m", "pipelines.rackwave_pipeline", "push", "leads", "--dry-run",
+               "--json", "--duckdb-file", str(folder / "w.duckdb"), "--base-url", base_url,
+               "--query", "SELECT * FROM rackwave.to_push"]
+        env = _env({"DLT_DATA_DIR": str(folder / "dlt")})
+        code, wall, rss = run_child(cmd, folder, env, folder / "stream.log", timeout=3600)
+        text = (folder / "stream.log").read_text()
+        report = json.loads(text[text.index("{"):]) if "{" in text else {}
+    return {"contender": "push --dry-run (streamed)", "rows": count, "exit": code,
+            "wall_s": round(wall, 2), "peak_rss_mb": round(rss),
+            "read_chunks": report.get("read_chunks"), "would_send": report.get("would_send"),
+            "target": "peak RSS <= 400 MB"}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000)
@@ -117,6 +145,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--lost-answers", type=int, default=0,
                         help="this many POSTs (from the 100th) store the lead, then lose the answer")
     parser.add_argument("--only", choices=["push", "loop"], help="run one contender")
+    parser.add_argument("--stream-rows", type=int,
+                        help="instead: this many rows through a --dry-run push, for peak RSS")
     parser.add_argument("--contender", choices=["loop"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -126,6 +156,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     proc, base_url = start_sandbox(args.latency_ms)
     admin = AdminClient(base_url[: -len("/v1")])
+    if args.stream_rows:
+        try:
+            print(json.dumps(stream(args.stream_rows, base_url)), flush=True)
+        finally:
+            proc.terminate()
+            proc.wait()
+        return 0
     try:
         with tempfile.TemporaryDirectory(prefix="rackwave-push-bench-") as tmp:
             results = []

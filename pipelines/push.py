@@ -9,9 +9,15 @@ The command is a shell over the source's destination (``rackwave_source.push_des
    push pipeline, and finishes a load either left pending;
 2. it reads what the warehouse's ``rackwave_push_log`` already knows into the push journal (a new
    machine then sends nothing twice either);
-3. it reads the rows (``push_input.py``), checks them all, and with ``--dry-run`` stops there;
+3. it reads the rows (``push_input.py``) and checks them; with ``--dry-run`` it stops there;
 4. it runs the push pipeline (dlt, into ``rackwave_push()``) with the rows that have no outcome;
 5. it merges the outcomes not yet logged into ``rackwave_push_log``, in the warehouse pipeline.
+
+It streams: 3 and 4 go chunk by chunk (``push_read_chunk_size`` rows read at a time, checked,
+and handed to dlt, which writes them to its load package on disk and gives the destination
+``push_batch_size`` rows at a time); 5 reads the journal and writes the log chunk by chunk. What
+spans the whole push is a set of 16-byte digests of the keys seen (a later row with the same
+email is a duplicate) and counters: 1,000,000 rows stay under 400 MB (``benchmarks/push.py``).
 
 A push killed between 4 and 5 leaves its outcomes in the journal; the next push logs them.
 """
@@ -20,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import itertools
 import sys
 import time
 import traceback
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -31,12 +39,12 @@ from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from rackwave_source import settings as S
 from rackwave_source.push import UNCHANGED, outcome_counts, settled_rows
-from rackwave_source.push_destination import RackwavePush, push_log, push_target
+from rackwave_source.push_destination import RackwavePush, push_log_chunks, push_target
 from rackwave_source.push_journal import PushJournal
-from rackwave_source.push_rows import PushRow, ignored_columns
+from rackwave_source.push_rows import PushRow, ignored_columns, prepare_row
 
 from pipelines.destinations import DESTINATIONS, make_destination, validate_destination
-from pipelines.push_input import read_file, read_query, seed_journal
+from pipelines.push_input import Rows, read_file, read_query, seed_journal
 from pipelines.rackwave_pipeline import (
     DEFAULT_DATASET,
     DEFAULT_DUCKDB_FILE,
@@ -60,7 +68,6 @@ from pipelines.run_report import (
 from pipelines.signals import stop_on_signals
 
 PUSH_PIPELINE_SUFFIX = "_push"
-SHOWN_REJECTS = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,25 +156,30 @@ def run_push(args: argparse.Namespace) -> Dict[str, Any]:
     try:
         warehouse = warehouse_pipeline(args)
         seeded = seed_journal(warehouse, target.journal)
-        items = read_file(args.from_file) if args.from_file else read_query(warehouse, args.query)
-        rows = target.pusher.plan(items)
-        summary: Dict[str, Any] = {"rows": len(items), "seeded_from_log": seeded,
-                                   "ignored_columns": ignored_columns(list(items[0]) if items
-                                                                      else [])}
-        if summary["ignored_columns"]:
-            print("Ignored columns (no field of POST /leads): "
-                  + ", ".join(summary["ignored_columns"]), file=sys.stderr)
+        size = target.settings.read_chunk_size
+        chunks = (read_file(args.from_file, size) if args.from_file
+                  else read_query(warehouse, args.query, size))
+        first = next(chunks, [])  # a bad query or file is named before anything is sent
+        columns = ignored_columns(list(first[0]) if first else [])
+        if columns:
+            print("Ignored columns (no field of POST /leads): " + ", ".join(columns),
+                  file=sys.stderr)
+        stream = RowStream(target, itertools.chain([first], chunks))
         if args.dry_run:
-            return {**summary, "dry_run": True, **dry_run_plan(target.journal, rows)}
-        send_rows(args, target, rows)
+            plan = dry_run_plan(target.journal, stream)
+            return {**stream.summary(seeded, columns), "dry_run": True, **plan}
+        send_rows(args, target, stream)
         logged = log_outcomes(warehouse, target.journal)
         stats = target.pusher.client.stats(S.LEADS_PATH)
-        return {**summary, "dry_run": False, "outcomes": outcome_counts(target.pusher.counts),
+        return {**stream.summary(seeded, columns), "dry_run": False,
+                "outcomes": outcome_counts(target.pusher.counts),
                 "requests": stats["requests"], "rate_limited": stats["rate_limited"],
                 "lookups": target.pusher.counts["lookups"],
+                "marks": target.pusher.counts["marks"],
                 "duplicates": target.pusher.counts["duplicates"], "logged": logged,
                 "log_table": f"{args.dataset}.{S.PUSH_LOG_TABLE}",
-                "rejects": _rejects(target.journal, rows)}
+                "rejects": [{"row": key, "errors": errors}
+                            for key, errors in target.pusher.rejects]}
     finally:
         target.journal.close()
 
@@ -186,46 +198,98 @@ def warehouse_pipeline(args: argparse.Namespace) -> dlt.Pipeline:
     return pipeline
 
 
-def send_rows(args: argparse.Namespace, target: RackwavePush, rows: List[PushRow]) -> None:
+class RowStream:
+    """The input's rows, checked chunk by chunk: a key seen before in this push is a duplicate
+    (counted, not sent: one lead per email), remembered as a 16-byte digest so a million keys
+    cost tens of MB, not the rows."""
+
+    def __init__(self, target: RackwavePush, chunks: Iterator[Rows]) -> None:
+        self.target = target
+        self.chunks = chunks
+        self.rows_read = 0
+        self.chunks_read = 0
+        self._seen: Set[bytes] = set()
+
+    def planned(self) -> Iterator[List[PushRow]]:
+        """Each chunk's rows, checked, duplicates left out."""
+        pusher = self.target.pusher
+        for chunk in self.chunks:
+            if not chunk:
+                continue
+            self.chunks_read += 1
+            self.rows_read += len(chunk)
+            rows = []
+            for item in chunk:
+                row = prepare_row(item, pusher.phone_separators)
+                digest = hashlib.blake2b(row.key.encode(), digest_size=16).digest()
+                if digest in self._seen:
+                    pusher.counts["duplicates"] += 1
+                else:
+                    self._seen.add(digest)
+                    rows.append(row)
+            yield rows
+
+    def to_send(self) -> Iterator[List[Dict[str, Any]]]:
+        """Per chunk, the rows with no standing outcome, as the fields the API takes (what
+        travels into the push's load package); the others are counted unchanged."""
+        pusher = self.target.pusher
+        for rows in self.planned():
+            standing = settled_rows(self.target.journal, rows)
+            pusher.counts[UNCHANGED] += len(standing)
+            for key, outcome in standing.items():
+                if outcome.status == "rejected":
+                    pusher.note_reject(key, outcome.errors or {})
+            yield [row.item for row in rows if row.key not in standing]
+
+    def summary(self, seeded: int, ignored: List[str]) -> Dict[str, Any]:
+        return {"rows": self.rows_read, "read_chunks": self.chunks_read,
+                "seeded_from_log": seeded, "ignored_columns": ignored}
+
+
+def send_rows(args: argparse.Namespace, target: RackwavePush, stream: RowStream) -> None:
     """Runs the push pipeline on the rows with no standing outcome (a killed push's pending
     package first: dlt resumes it from its last batch done, so the standing outcomes are read
-    after it)."""
+    after it). dlt reads the chunks as it extracts, so only one is in memory at a time; no run
+    at all when no row is to be sent."""
     pipeline = dlt.pipeline(destination=target.destination, dataset_name=push_pipeline_name(args),
                             **name_and_folder(push_pipeline_name(args), None))
     if pipeline.has_pending_data:
         print("A previous push did not finish; it is finished first.", file=sys.stderr)
         pipeline.run()
-    standing = settled_rows(target.journal, rows)
-    target.pusher.counts[UNCHANGED] += len(standing)
-    send = [row.item for row in rows if row.key not in standing]
-    if send:  # only the fields the API takes travel into the push's load package
-        pipeline.run(send, table_name=S.PUSH_TABLE)
+    chunks = stream.to_send()
+    first = next((chunk for chunk in chunks if chunk), None)
+    if first is not None:
+        pipeline.run(itertools.chain([first], chunks), table_name=S.PUSH_TABLE)
 
 
 def log_outcomes(warehouse: dlt.Pipeline, journal: PushJournal) -> int:
-    """Merges every outcome not yet logged into ``rackwave_push_log``; returns how many."""
-    outcomes = journal.unlogged()
-    if outcomes:
-        warehouse.run(push_log(outcomes))
-        journal.mark_logged(outcomes)
-    return len(outcomes)
+    """Merges every outcome not yet logged into ``rackwave_push_log``, read from the journal and
+    written chunk by chunk in one load; returns how many."""
+    claimed = journal.claim_unlogged()
+    if claimed:
+        warehouse.run(push_log_chunks(journal.claimed(S.PUSH_LOG_CHUNK_SIZE)))
+        journal.mark_claimed_logged()
+    return claimed
 
 
-def dry_run_plan(journal: PushJournal, rows: List[PushRow]) -> Dict[str, Any]:
-    """What a push of ``rows`` would do now."""
-    standing = settled_rows(journal, rows)
-    invalid = [row for row in rows if not row.valid and row.key not in standing]
-    return {"would_send": len(rows) - len(standing) - len(invalid), "would_reject": len(invalid),
-            "unchanged": len(standing),
-            "rejects": [{"row": row.key, "errors": row.errors} for row in invalid[:SHOWN_REJECTS]]}
-
-
-def _rejects(journal: PushJournal, rows: List[PushRow]) -> List[Dict[str, Any]]:
-    """The first rejected rows of this push, with their errors, as the journal has them now."""
-    rejected = [{"row": key, "errors": outcome.errors}
-                for key, outcome in settled_rows(journal, rows).items()
-                if outcome.status == "rejected"]
-    return rejected[:SHOWN_REJECTS]
+def dry_run_plan(journal: PushJournal, stream: RowStream) -> Dict[str, Any]:
+    """What a push of the stream's rows would do now."""
+    would_send = would_reject = unchanged = 0
+    rejects: List[Dict[str, Any]] = []
+    for rows in stream.planned():
+        standing = settled_rows(journal, rows)
+        unchanged += len(standing)
+        for row in rows:
+            if row.key in standing:
+                continue
+            if row.valid:
+                would_send += 1
+                continue
+            would_reject += 1
+            if len(rejects) < S.PUSH_SHOWN_REJECTS:
+                rejects.append({"row": row.key, "errors": row.errors})
+    return {"would_send": would_send, "would_reject": would_reject, "unchanged": unchanged,
+            "rejects": rejects}
 
 
 def render(summary: Dict[str, Any], seconds: float) -> str:

@@ -1,11 +1,16 @@
 """Where ``rackwave push`` reads: a query on the warehouse, a CSV or parquet file, and the push
-log the warehouse already holds."""
+log the warehouse already holds.
+
+Rows come in chunks (DB-API ``fetchmany``): a push of a million rows holds one chunk at a time,
+never the whole input. The first chunk is read at once (``next``), so a bad query or file is named
+before anything is sent; the connection stays open until the last chunk is read.
+"""
 
 from __future__ import annotations
 
 import os
 from datetime import datetime, timezone
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import dlt
 from dlt.common.json import json
@@ -20,13 +25,18 @@ _LOG_COLUMNS = ("row_key", "email", "status", "lead_id", "errors", "content_hash
                 "load_id")
 
 
-def read_query(pipeline: dlt.Pipeline, query: str) -> Rows:
-    """The query's rows, run on the pipeline's warehouse (unqualified tables are the dataset's)."""
+def read_query(pipeline: dlt.Pipeline, query: str, chunk_size: int) -> Iterator[Rows]:
+    """The query's rows, ``chunk_size`` at a time, run on the pipeline's warehouse (unqualified
+    tables are the dataset's)."""
     try:
         with pipeline.sql_client() as client:
             with client.execute_query(query) as cursor:
                 columns = [_field(c[0]) for c in cursor.native_cursor.description or ()]
-                return [dict(zip(columns, values)) for values in cursor.fetchall()]
+                while True:
+                    values = cursor.fetchmany(chunk_size)
+                    if not values:
+                        return
+                    yield [dict(zip(columns, row)) for row in values]
     except Exception as exc:  # noqa: BLE001 - the database's own message is the useful part
         raise ConfigurationError(
             "--query", f"the warehouse could not run it: {_first_line(exc)}",
@@ -42,8 +52,9 @@ def _field(column: str) -> str:
     return folded if folded in S.PUSH_FIELDS and column not in S.PUSH_FIELDS else column
 
 
-def read_file(path: str) -> Rows:
-    """A CSV (every value read as text: a phone like +447700900000 stays text) or parquet file."""
+def read_file(path: str, chunk_size: int) -> Iterator[Rows]:
+    """A CSV (every value read as text: a phone like +447700900000 stays text) or parquet file,
+    ``chunk_size`` rows at a time."""
     if not os.path.isfile(path):
         raise ConfigurationError("--from-file", f"{path} is not a file",
                                  "Give the path of a .csv or .parquet file.")
@@ -61,7 +72,11 @@ def read_file(path: str) -> Rows:
         with duckdb.connect() as con:
             result = con.sql(f"SELECT * FROM {relation}")
             columns = list(result.columns)
-            return [dict(zip(columns, values)) for values in result.fetchall()]
+            while True:
+                values = result.fetchmany(chunk_size)
+                if not values:
+                    return
+                yield [dict(zip(columns, row)) for row in values]
     except duckdb.Error as exc:
         raise ConfigurationError("--from-file", f"{path} could not be read: {_first_line(exc)}",
                                  "Check that it is a valid CSV with a header row, or parquet.",

@@ -15,7 +15,7 @@ from ``[sources.rackwave]`` like the source's, with the same client, token renew
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import dlt
 from dlt.common.configuration import known_sections
@@ -57,6 +57,7 @@ class PushSettings:
     base_url: str
     concurrency: int
     batch_size: int
+    read_chunk_size: int
     phone_separators: str
     journal_path: str
 
@@ -124,6 +125,7 @@ def _resolved(
     ca_bundle: Optional[str] = None,
     push_concurrency: int = S.DEFAULT_PUSH_CONCURRENCY,
     push_batch_size: int = S.DEFAULT_PUSH_BATCH_SIZE,
+    push_read_chunk_size: int = S.DEFAULT_PUSH_READ_CHUNK_SIZE,
     push_phone_separators: str = S.DEFAULT_PUSH_PHONE_SEPARATORS,
     push_journal: Optional[str] = None,
 ) -> tuple[PushSettings, RackwaveClient]:
@@ -135,6 +137,8 @@ def _resolved(
         base_url=url,
         concurrency=_whole("push_concurrency", push_concurrency, S.MAX_CONCURRENCY),
         batch_size=_whole("push_batch_size", push_batch_size, S.MAX_PUSH_BATCH_SIZE),
+        read_chunk_size=_whole("push_read_chunk_size", push_read_chunk_size,
+                               S.MAX_PUSH_READ_CHUNK_SIZE),
         phone_separators=str(push_phone_separators or ""),
         journal_path=push_journal or default_journal_path(url, cid),
     )
@@ -153,18 +157,25 @@ def _whole(setting: str, value: object, highest: int) -> int:
 
 
 def push_log(outcomes: Sequence[Outcome]) -> DltResource:
-    """The outcomes as rows of ``rackwave_push_log``, merged on ``row_key``. One Arrow table:
-    dlt normalizes it without a row-by-row pass (10,000 outcomes: 1.45 s as dicts)."""
+    """The outcomes as rows of ``rackwave_push_log``, merged on ``row_key``."""
+    return push_log_chunks([outcomes])
+
+
+def push_log_chunks(chunks: Iterable[Sequence[Outcome]]) -> DltResource:
+    """``push_log`` for outcomes that come chunk by chunk (a million of them do not fit in
+    memory at once): one Arrow table per chunk, so dlt normalizes each without a row-by-row pass
+    (10,000 outcomes: 1.45 s as dicts) and holds one chunk at a time."""
     import pyarrow as pa
 
-    rows = [o.log_row() for o in outcomes]
     types = {name: pa.timestamp("us", tz="UTC") if spec.get("data_type") == "timestamp"
              else pa.string() for name, spec in S.PUSH_LOG_COLUMNS.items()}
-    table = pa.table({name: pa.array([row[name] for row in rows], type=kind)
-                      for name, kind in types.items()})
 
     def log_rows() -> Iterator[Any]:
-        yield with_load_id(table)  # stamped as the loaded tables' rows are
+        for outcomes in chunks:
+            rows = [o.log_row() for o in outcomes]
+            table = pa.table({name: pa.array([row[name] for row in rows], type=kind)
+                              for name, kind in types.items()})
+            yield with_load_id(table)  # stamped as the loaded tables' rows are
 
     return dlt.resource(
         log_rows, name=S.PUSH_LOG_TABLE, write_disposition="merge", primary_key="row_key",

@@ -6,8 +6,12 @@ attempt count) before its request leaves, and given its outcome once the answer 
 change is committed before the next step, so a kill at any point leaves the truth on disk:
 
 * a row with an outcome is never sent again (a rejected one only once its content changed);
-* a pending row may have been created by the request in flight: it is sent again, and if the API
-  then says the email is taken, the lead is the one we created (``push.py`` finds its id).
+* a pending row may have been created by the request in flight: it is looked up before it is
+  sent again, and the lead found is ours only by the rule of ``push.py``, which needs what was
+  true *before the row's first request left*: so the first attempt also writes down the batch's
+  mark (the server's clock and the leads dated at or after it, ``marks``) and the server's clock
+  the row's thread last saw (``first_clock``). A later attempt, or a rerun after a kill, keeps
+  them: they are never rewritten while the row is pending.
 
 One SQLite file per account (base URL and client id, hashed) under dlt's data folder: the
 outcomes belong to the account, whichever pipeline pushed them. The warehouse's
@@ -23,7 +27,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from dlt.common.runtime import run_context
 from dlt.common.json import json
@@ -42,10 +46,34 @@ CREATE TABLE IF NOT EXISTS outcomes (
     attempts INTEGER NOT NULL DEFAULT 0,
     pushed_at TEXT,
     load_id TEXT,
-    logged INTEGER NOT NULL DEFAULT 0
+    logged INTEGER NOT NULL DEFAULT 0,
+    mark INTEGER,                  -- marks.mark taken before the row's first attempt
+    first_clock TEXT               -- the server's clock last seen before that attempt left
 )
 """
+_MARKS = """
+CREATE TABLE IF NOT EXISTS marks (
+    mark INTEGER PRIMARY KEY AUTOINCREMENT,
+    clock TEXT,                    -- the server's Date on the read, None when it sent none
+    lead_ids TEXT NOT NULL         -- JSON: the leads dated at or after it, as the read found them
+)
+"""
+#: columns added since the first journals: a journal written before gets them (NULL: such a
+#: pending row's lead, if found, is ``existing``: nothing tells it was ours)
+_ADDED_COLUMNS = (("mark", "INTEGER"), ("first_clock", "TEXT"))
 PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class FirstAttempt:
+    """What was true before a row's first request left: the batch's mark (the server's clock
+    ``clock`` and ``lead_ids``, the leads dated at or after it then) and ``first_clock``, the
+    server's clock on the last answer before that request. None for a clock the server did not
+    give."""
+
+    clock: Optional[datetime]
+    lead_ids: frozenset[str]
+    first_clock: Optional[datetime]
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,11 @@ class PushJournal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._db.execute(_MARKS)
+        known = {r[1] for r in self._db.execute("PRAGMA table_info(outcomes)").fetchall()}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in known:
+                self._db.execute(f"ALTER TABLE outcomes ADD COLUMN {name} {kind}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -108,21 +141,46 @@ class PushJournal:
             return None
         return found
 
-    def begin(self, row: PushRow, load_id: Optional[str]) -> int:
+    def add_mark(self, clock: Optional[datetime], lead_ids: Iterable[str]) -> int:
+        """Writes down a batch's mark (see the module) before any of its rows is sent."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT INTO marks (clock, lead_ids) VALUES (?, ?)",
+                (clock.isoformat() if clock else None, json.dumps(sorted(set(lead_ids)))))
+            return int(cursor.lastrowid or 0)
+
+    def begin(self, row: PushRow, load_id: Optional[str], mark: Optional[int] = None,
+              first_clock: Optional[datetime] = None) -> int:
         """Marks ``row`` pending before its request leaves; returns the attempts made before
-        (by this push or a killed one): more than 0 means a create may already have happened."""
+        (by this push or a killed one): more than 0 means a create may already have happened.
+        ``mark`` and ``first_clock`` are written at the first attempt only (see the module)."""
         with self._lock:
             found = self._db.execute(
                 "SELECT status, attempts FROM outcomes WHERE key = ?", (row.key,)).fetchone()
             earlier = int(found[1]) if found is not None and found[0] == PENDING else 0
+            first = None if earlier else (mark, first_clock.isoformat() if first_clock else None)
             self._db.execute(
-                "INSERT INTO outcomes (key, email, content_hash, status, attempts, load_id) "
-                "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "email = excluded.email, content_hash = excluded.content_hash, "
+                "INSERT INTO outcomes (key, email, content_hash, status, attempts, load_id, mark, "
+                "first_clock) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE "
+                "SET email = excluded.email, content_hash = excluded.content_hash, "
                 "status = 'pending', attempts = excluded.attempts, load_id = excluded.load_id, "
-                "lead_id = NULL, errors = NULL",
-                (row.key, row.email, row.content_hash, earlier + 1, load_id))
+                "lead_id = NULL, errors = NULL"
+                + ("" if earlier else ", mark = excluded.mark, first_clock = excluded.first_clock"),
+                (row.key, row.email, row.content_hash, earlier + 1, load_id,
+                 *(first or (None, None))))
         return earlier
+
+    def first_attempt(self, row: PushRow) -> Optional[FirstAttempt]:
+        """What the row's first attempt wrote down; None when nothing was (a journal from
+        before marks, or a row never sent)."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT m.clock, m.lead_ids, o.first_clock FROM outcomes o JOIN marks m "
+                "ON m.mark = o.mark WHERE o.key = ?", (row.key,)).fetchone()
+        if found is None:
+            return None
+        clock, lead_ids, first_clock = found
+        return FirstAttempt(_clock(clock), frozenset(json.loads(lead_ids)), _clock(first_clock))
 
     def finish(self, row: PushRow, status: str, lead_id: Optional[str],
                errors: Optional[FieldErrors], load_id: Optional[str]) -> Outcome:
@@ -134,7 +192,7 @@ class PushJournal:
 
     def unlogged(self) -> List[Outcome]:
         """Outcomes not yet in the warehouse's push log."""
-        return self._select("WHERE logged = 0 AND status <> 'pending'", ())
+        return self._select("WHERE logged <> 1 AND status <> 'pending'", ())
 
     def mark_logged(self, outcomes: Sequence[Outcome]) -> None:
         """After the push log's load completed; an outcome changed since is logged again."""
@@ -142,6 +200,34 @@ class PushJournal:
             self._db.executemany(
                 "UPDATE outcomes SET logged = 1 WHERE key = ? AND status = ? AND pushed_at = ?",
                 [(o.key, o.status, o.pushed_at.isoformat()) for o in outcomes])
+
+    def claim_unlogged(self) -> int:
+        """Claims the outcomes not yet in the push log (and any claimed by a push killed while
+        logging) for one load; returns how many. Claiming by a flag, not by a list in memory, lets
+        a million outcomes be logged chunk by chunk (``claimed``, then ``mark_claimed_logged``)."""
+        with self._lock:
+            before = self._db.total_changes
+            self._db.execute(f"UPDATE outcomes SET logged = {_CLAIMED} "
+                             "WHERE logged <> 1 AND status <> 'pending'")
+            return self._db.total_changes - before
+
+    def claimed(self, chunk_size: int) -> Iterator[List[Outcome]]:
+        """The claimed outcomes, ``chunk_size`` at a time (one read, fetched in chunks)."""
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.execute(f"{_SELECT} WHERE logged = {_CLAIMED}")
+        while True:
+            with self._lock:
+                rows = cursor.fetchmany(chunk_size)
+            if not rows:
+                return
+            yield [_outcome(row) for row in rows]
+
+    def mark_claimed_logged(self) -> None:
+        """After the push log's load completed. An outcome changed since its claim was given
+        ``logged = 0`` by ``finish`` and is logged the next time."""
+        with self._lock:
+            self._db.execute(f"UPDATE outcomes SET logged = 1 WHERE logged = {_CLAIMED}")
 
     def seed(self, outcomes: Iterable[Outcome]) -> int:
         """Takes in outcomes from the warehouse log that this file does not know (a new machine,
@@ -179,18 +265,30 @@ class PushJournal:
 
     def _select(self, where: str, args: Sequence[Any]) -> List[Outcome]:
         with self._lock:
-            rows = self._db.execute(
-                "SELECT key, email, status, lead_id, errors, content_hash, pushed_at, load_id "
-                f"FROM outcomes {where}", tuple(args)).fetchall()
-        return [Outcome(key, email, status, lead_id, json.loads(errors) if errors else None,
-                        content_hash, _when(pushed_at), load_id)
-                for key, email, status, lead_id, errors, content_hash, pushed_at, load_id in rows]
+            rows = self._db.execute(f"{_SELECT} {where}", tuple(args)).fetchall()
+        return [_outcome(row) for row in rows]
+
+
+_SELECT = ("SELECT key, email, status, lead_id, errors, content_hash, pushed_at, load_id "
+           "FROM outcomes")
+#: ``logged`` of an outcome taken into a push log load that has not completed yet
+_CLAIMED = -1
+
+
+def _outcome(row: Sequence[Any]) -> Outcome:
+    key, email, status, lead_id, errors, content_hash, pushed_at, load_id = row
+    return Outcome(key, email, status, lead_id, json.loads(errors) if errors else None,
+                   content_hash, _when(pushed_at), load_id)
 
 
 def _values(outcome: Outcome) -> tuple[Any, ...]:
     return (outcome.key, outcome.email, outcome.content_hash, outcome.status, outcome.lead_id,
             json.dumps(outcome.errors) if outcome.errors else None,
             outcome.pushed_at.isoformat(), outcome.load_id)
+
+
+def _clock(text: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(text) if text else None
 
 
 def _when(text: Optional[str]) -> datetime:

@@ -192,6 +192,7 @@ SETTINGS: Dict[str, str] = {
 PUSH_SETTINGS: Dict[str, str] = {
     "push_concurrency": "a whole number from 1 to 64",
     "push_batch_size": "a whole number from 1 to 10000",
+    "push_read_chunk_size": "a whole number from 1 to 100000",
     "push_phone_separators": "the characters removed from a phone number before it is checked",
     "push_journal": "the path of the push journal file (SQLite)",
 }
@@ -258,6 +259,20 @@ DEFAULT_PUSH_CONCURRENCY = 16
 # holds up the whole batch (10,000 rows at 20 ms with 50 lost answers: 42 s in batches of 500).
 DEFAULT_PUSH_BATCH_SIZE = 5000
 MAX_PUSH_BATCH_SIZE = 10_000
+# Rows read from the query or file at a time (DB-API fetchmany): a push holds one chunk of rows,
+# never the whole input, so 1,000,000 rows fit in a few hundred MB (benchmarks/push.py --stream).
+DEFAULT_PUSH_READ_CHUNK_SIZE = 10_000
+MAX_PUSH_READ_CHUNK_SIZE = 100_000
+# Outcomes per Arrow table written to ``rackwave_push_log`` (one table each: bounded memory).
+PUSH_LOG_CHUNK_SIZE = 10_000
+# Rejected rows named in a push's summary (all of them are in rackwave_push_log).
+PUSH_SHOWN_REJECTS = 10
+# Before a batch's first POSTs, the newest leads are read (newest first, this many a page) with
+# the server's clock (Date): a lead found after a failure that may hide a create is the push's own
+# only if it is missing from that read and dated at or after it (push.py explains the rule).
+PUSH_MARK_PER_PAGE = MAX_PER_PAGE
+# The lead field the rule compares with the server's clock (documented, ISO 8601).
+LEAD_CREATED_FIELD = "created_at"
 # The journal: one SQLite file per account under dlt's data folder (DLT_DATA_DIR, ~/.dlt).
 PUSH_JOURNAL_FOLDER = "rackwave_push"
 # The outcomes a pushed row ends with, and the warehouse table that logs them.
