@@ -113,18 +113,29 @@ def loader(sandbox: RunningServer, make_loader: LoaderFactory) -> Loader:
 
 from emulators.bigquery import BigQueryEmulator  # noqa: E402
 from warehouses import (  # noqa: E402
+    DATASET,
     BigQueryWarehouse,
     DeltaWarehouse,
     DuckDBWarehouse,
+    LiveBigQueryWarehouse,
+    LiveSnowflakeWarehouse,
     PostgresServer,
     PostgresWarehouse,
     SnowflakeWarehouse,
     Warehouse,
     shim_quick_load_job_polls,
+    why_not_live,
 )
 
-WAREHOUSES = ("duckdb", "postgres", "delta", "bigquery", "snowflake")
-CLOUD_WAREHOUSES = ("bigquery", "snowflake")
+#: The same stories on real accounts (``pytest -m live``): skipped, saying why, unless
+#: RACKWAVE_LIVE_BIGQUERY=1 / RACKWAVE_LIVE_SNOWFLAKE=1 and their credentials are set.
+LIVE = tuple(pytest.param(f"{name}-live", marks=[pytest.mark.live, pytest.mark.timeout(1800)])
+             for name in ("bigquery", "snowflake"))
+WAREHOUSES = ("duckdb", "postgres", "delta", "bigquery", "snowflake", *LIVE)
+CLOUD_WAREHOUSES = ("bigquery", "snowflake", *LIVE)
+#: Harness knob: the emulators' dataset, ``rackwave`` unless set (e.g. ``rackwave_live_x``, to
+#: run the stories through the dataset plumbing the live tier uses, without an account).
+EMULATOR_DATASET = os.environ.get("RACKWAVE_TEST_EMULATOR_DATASET", DATASET)
 
 
 @pytest.fixture(scope="session")
@@ -196,22 +207,33 @@ def via(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=WAREHOUSES)
 def warehouse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
     """The same end-to-end test on DuckDB, Postgres, Delta tables in a local folder, and
-    BigQuery and Snowflake on their local emulators."""
+    BigQuery and Snowflake on their local emulators (and on real accounts: ``LIVE``)."""
     with _opened(request, str(request.param), tmp_path) as where:
         yield where
 
 
 @pytest.fixture(params=CLOUD_WAREHOUSES)
 def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    """The warehouses the product names besides DuckDB, on their local emulators: the stories
-    only they need to prove (history, hashing, push, check, a kill) run on these."""
+    """The warehouses the product names besides DuckDB, on their local emulators (and on real
+    accounts: ``LIVE``): the stories only they need to prove (history, hashing, push, check, a
+    kill) run on these."""
     with _opened(request, str(request.param), tmp_path) as where:
         yield where
 
 
 @contextlib.contextmanager
 def _opened(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> Iterator[Warehouse]:
-    if name == "duckdb":
+    if name.endswith("-live"):
+        destination = name[:-len("-live")]
+        reason = why_not_live(destination)
+        if reason:
+            pytest.skip(reason)
+        live = (LiveBigQueryWarehouse if destination == "bigquery" else LiveSnowflakeWarehouse)()
+        try:
+            yield live
+        finally:
+            live.drop()
+    elif name == "duckdb":
         yield DuckDBWarehouse(tmp_path / "rackwave_data.duckdb")
     elif name == "postgres":
         server: PostgresServer = request.getfixturevalue("postgres_server")
@@ -220,7 +242,7 @@ def _opened(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> Iterat
     elif name == "bigquery":
         emulator: BigQueryEmulator = request.getfixturevalue("bigquery_emulator")
         shim_quick_load_job_polls(request.getfixturevalue("monkeypatch"))
-        bigquery = BigQueryWarehouse.fresh(emulator, tmp_path / "bigquery")
+        bigquery = BigQueryWarehouse.fresh(emulator, tmp_path / "bigquery", EMULATOR_DATASET)
         try:
             yield bigquery
         finally:
@@ -228,6 +250,6 @@ def _opened(request: pytest.FixtureRequest, name: str, tmp_path: Path) -> Iterat
     elif name == "snowflake":
         snowflake = request.getfixturevalue("snowflake_emulator")
         with snowflake.database() as database:
-            yield SnowflakeWarehouse(snowflake, database)
+            yield SnowflakeWarehouse(snowflake, database, EMULATOR_DATASET)
     else:
         yield DeltaWarehouse(tmp_path / "lake")

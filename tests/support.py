@@ -105,13 +105,15 @@ class Loader:
     def run(self, **kwargs: Any) -> RunResult:
         source_options = {**self.options, **kwargs.pop("source_options", {})}
         target = self.target
+        dataset = kwargs.pop("dataset", target.dataset)
         saved = {name: os.environ.get(name) for name in target.settings()}
         os.environ.update(target.settings())
         try:
             if self.via == "dlt":
-                return self._run_plain_dlt(source_options, **kwargs)
+                return self._run_plain_dlt(source_options, dataset, **kwargs)
             return run_pipeline(
                 destination=kwargs.pop("destination", target.name),
+                dataset=dataset,
                 base_url=kwargs.pop("base_url", self.server.base_url),
                 client_id=self.client_id,
                 client_secret=self.client_secret,
@@ -128,8 +130,8 @@ class Loader:
                 else:
                     os.environ[name] = value
 
-    def _run_plain_dlt(self, source_options: Dict[str, Any], resources: Optional[List[str]] = None,
-                       full_scan: bool = False) -> RunResult:
+    def _run_plain_dlt(self, source_options: Dict[str, Any], dataset: str,
+                       resources: Optional[List[str]] = None, full_scan: bool = False) -> RunResult:
         """What a user's own code does: a pipeline with dlt's defaults, the source, run."""
         import time
 
@@ -142,7 +144,7 @@ class Loader:
         destination: Any = (dlt.destinations.duckdb(str(self.duckdb_path))
                             if target.name == "duckdb" else target.name)
         pipeline = dlt.pipeline(self.pipeline_name, destination=destination,
-                                dataset_name=DATASET, pipelines_dir=str(self.pipelines_dir))
+                                dataset_name=dataset, pipelines_dir=str(self.pipelines_dir))
         selected = list(resources or RESOURCES)
         source = rackwave_source(base_url=self.server.base_url, client_id=self.client_id,
                                  client_secret=self.client_secret, full_scan=full_scan,
@@ -150,7 +152,7 @@ class Loader:
         started = time.monotonic()
         pipeline.run(source, table_format="delta" if target.name == "filesystem" else None)
         return RunResult(pipeline, summarize(pipeline, selected, None),
-                         time.monotonic() - started, target.name, DATASET)
+                         time.monotonic() - started, target.name, dataset)
 
     def query(self, sql: str, *params: Any) -> List[Tuple[Any, ...]]:
         return self.target.query(sql, *params)[1]

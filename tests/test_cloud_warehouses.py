@@ -69,7 +69,7 @@ def test_check_reads_state_from_the_warehouse_and_push_writes_its_log_there(
 
     checked = subprocess.run(
         [sys.executable, "-m", "pipelines.rackwave_pipeline", "check", "--destination",
-         cloud.name, "--base-url", sandbox.base_url, "--json"],
+         cloud.name, "--dataset", cloud.dataset, "--base-url", sandbox.base_url, "--json"],
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
 
     assert checked.returncode == 0, checked.stderr[-3000:]
@@ -90,8 +90,8 @@ def test_check_reads_state_from_the_warehouse_and_push_writes_its_log_there(
     capsys.readouterr()
 
     code = main(["push", "leads", "--base-url", sandbox.base_url, "--json", "--destination",
-                 cloud.name, "--query",
-                 f"SELECT name, email, phone, source, score FROM {DATASET}.to_push"])
+                 cloud.name, "--dataset", cloud.dataset, "--query",
+                 f"SELECT name, email, phone, source, score FROM {cloud.dataset}.to_push"])
 
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["outcomes"]["created"] == 3, report["error"]

@@ -1,48 +1,22 @@
-"""Real cloud warehouses: BigQuery, Snowflake and MotherDuck, with accounts of yours.
+"""MotherDuck, with an account of yours: the one real warehouse the ``warehouse`` and ``cloud``
+fixtures do not cover (their ``bigquery-live`` and ``snowflake-live`` params run every warehouse
+story on real BigQuery and Snowflake accounts, ``conftest.LIVE``).
 
-Nothing here can run without network and credentials, so each test is marked ``live`` and skipped,
-saying why, unless both are given:
-
-* ``RACKWAVE_LIVE_BIGQUERY=1`` and dlt's BigQuery credentials, e.g.
-  ``DESTINATION__BIGQUERY__CREDENTIALS__PROJECT_ID``, ``__PRIVATE_KEY``, ``__CLIENT_EMAIL``;
-* ``RACKWAVE_LIVE_SNOWFLAKE=1`` and ``DESTINATION__SNOWFLAKE__CREDENTIALS`` (a connection string);
-* ``RACKWAVE_LIVE_MOTHERDUCK=1`` and ``DESTINATION__MOTHERDUCK__CREDENTIALS``.
-
-Run them with ``pytest -m live``. Each loads the local sandbox into a new dataset
-(``rackwave_live_<random>``), checks a first load, an incremental run and a full scan whose tags
-shrink, and drops the dataset afterwards.
+Marked ``live`` and skipped, saying why, unless ``RACKWAVE_LIVE_MOTHERDUCK=1`` and
+``DESTINATION__MOTHERDUCK__CREDENTIALS`` are set. Run it with ``pytest -m live``. It loads the
+local sandbox into a new dataset (``rackwave_live_<random>``), checks a first load, an
+incremental run and a full scan whose tags shrink, and drops the dataset afterwards.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from typing import Dict
 
 import pytest
 
 from support import Loader, sandbox_ids
-
-#: read at import, before the per-test isolation clears DESTINATION__* from the environment
-LIVE_ENV: Dict[str, str] = {k: v for k, v in os.environ.items()
-                            if k.startswith(("DESTINATION__", "GOOGLE_APPLICATION_CREDENTIALS"))}
-WAREHOUSES = {
-    "bigquery": ("RACKWAVE_LIVE_BIGQUERY", "DESTINATION__BIGQUERY__CREDENTIALS"),
-    "snowflake": ("RACKWAVE_LIVE_SNOWFLAKE", "DESTINATION__SNOWFLAKE__CREDENTIALS"),
-    "motherduck": ("RACKWAVE_LIVE_MOTHERDUCK", "DESTINATION__MOTHERDUCK__CREDENTIALS"),
-}
-
-
-def _why_not(destination: str) -> str:
-    switch, prefix = WAREHOUSES[destination]
-    if os.environ.get(switch) != "1":
-        return f"{destination}: set {switch}=1 and its credentials to run against a real account"
-    if not any(k.startswith(prefix) for k in LIVE_ENV) and not (
-        destination == "bigquery" and "GOOGLE_APPLICATION_CREDENTIALS" in LIVE_ENV
-    ):
-        return f"{destination}: {switch}=1 but no {prefix}* credentials in the environment"
-    return ""
+from warehouses import LIVE_ENV, why_not_live
 
 
 def _drop_dataset(loader: Loader) -> None:
@@ -59,11 +33,9 @@ def _drop_dataset(loader: Loader) -> None:
 
 
 @pytest.mark.live
-@pytest.mark.parametrize("destination", list(WAREHOUSES))
-def test_live_warehouse_load_incremental_and_full_scan(
-    destination, sandbox, make_loader, monkeypatch
-):
-    reason = _why_not(destination)
+def test_live_motherduck_load_incremental_and_full_scan(sandbox, make_loader, monkeypatch):
+    destination = "motherduck"
+    reason = why_not_live(destination)
     if reason:
         pytest.skip(reason)
     for key, value in LIVE_ENV.items():

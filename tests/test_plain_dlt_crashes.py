@@ -41,7 +41,8 @@ from rackwave_source import rackwave_source
 
 where = os.environ["WAREHOUSE"]
 destination = dlt.destinations.duckdb(os.environ["DUCKDB_FILE"]) if where == "duckdb" else where
-pipeline = dlt.pipeline("rackwave", destination=destination, dataset_name="rackwave")
+pipeline = dlt.pipeline("rackwave", destination=destination,
+                        dataset_name=os.environ.get("RACKWAVE_TEST_DATASET", "rackwave"))
 source = rackwave_source(full_scan=True) if os.environ.get("FULL_SCAN") else rackwave_source()
 print(pipeline.run(source, table_format="delta" if where == "filesystem" else None))
 """
@@ -138,13 +139,14 @@ class UserCode:
             SOURCES__RACKWAVE__BASE_URL=self.server.base_url,
             SOURCES__RACKWAVE__PER_PAGE="50",
             DUCKDB_FILE=str(self.duckdb_file), WAREHOUSE=self.warehouse.name,
+            RACKWAVE_TEST_DATASET=self.warehouse.dataset,
             **self.warehouse.settings(),
             RACKWAVE_TEST_SIGKILL_AT=kill_at,
             **({"FULL_SCAN": "1"} if full_scan else {}),
         )
         entry = ["-c", HOOK, str(self.script)] if kill_at else [str(self.script)]
         return subprocess.run([sys.executable, *entry], cwd=self.folder, env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=self.warehouse.run_timeout)
 
 
 class Rows:

@@ -151,8 +151,9 @@ def killed_after_writing_its_row(server: Any, workdir: Path, warehouse: Warehous
                               LOAD__WORKERS="1", **warehouse.settings())
     killed = subprocess.run(
         [sys.executable, "-c", KILL_AFTER_RUNS_JOB, "--base-url", server.base_url,
-         "--destination", warehouse.name, "--duckdb-file", str(workdir / "rackwave_data.duckdb")],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+         "--destination", warehouse.name, "--dataset", warehouse.dataset,
+         "--duckdb-file", str(workdir / "rackwave_data.duckdb")],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=warehouse.run_timeout)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     pending = os.listdir(workdir / "pipelines" / "rackwave" / "load" / "normalized")
     assert len(pending) == 1, pending

@@ -1,10 +1,13 @@
 """Where a test's pipeline loads, and how the test reads it back: DuckDB, Postgres, Delta lake,
 BigQuery and Snowflake (local emulators, ``tests/emulators/bigquery.py`` and
-``tests/emulators/fake_snowflake.py``).
+``tests/emulators/fake_snowflake.py``; or real accounts of yours, ``LiveBigQueryWarehouse`` and
+``LiveSnowflakeWarehouse``).
 
 Each warehouse answers the same SQL (``?`` placeholders, ``rackwave.<table>``), so an end-to-end
 test is written once and run on all of them; ``columns`` reports each column's type in dlt's
-vocabulary, so tables can be compared across warehouses.
+vocabulary, so tables can be compared across warehouses. A warehouse whose ``dataset`` is not
+``rackwave`` (a real account's ``rackwave_live_<random>``) reads the stories' ``rackwave.``
+qualifier as its own dataset.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +34,29 @@ if TYPE_CHECKING:
 
 DATASET = "rackwave"
 
+#: Real accounts' settings, read at import: the per-test isolation (``conftest.isolated_dlt``)
+#: clears DESTINATION__* from the environment before each test.
+LIVE_ENV: Dict[str, str] = {k: v for k, v in os.environ.items()
+                            if k.startswith(("DESTINATION__", "GOOGLE_APPLICATION_CREDENTIALS"))}
+#: destination: (the switch that allows a run on a real account, the prefix of its credentials)
+LIVE_SWITCHES = {
+    "bigquery": ("RACKWAVE_LIVE_BIGQUERY", "DESTINATION__BIGQUERY__CREDENTIALS"),
+    "snowflake": ("RACKWAVE_LIVE_SNOWFLAKE", "DESTINATION__SNOWFLAKE__CREDENTIALS"),
+    "motherduck": ("RACKWAVE_LIVE_MOTHERDUCK", "DESTINATION__MOTHERDUCK__CREDENTIALS"),
+}
+
+
+def why_not_live(destination: str) -> str:
+    """Why tests cannot run on a real ``destination`` account here; empty when they can."""
+    switch, prefix = LIVE_SWITCHES[destination]
+    if os.environ.get(switch) != "1":
+        return f"{destination}: set {switch}=1 and its credentials to run against a real account"
+    if not any(k.startswith(prefix) for k in LIVE_ENV) and not (
+        destination == "bigquery" and "GOOGLE_APPLICATION_CREDENTIALS" in LIVE_ENV
+    ):
+        return f"{destination}: {switch}=1 but no {prefix}* credentials in the environment"
+    return ""
+
 _DUCKDB_TYPES = {"VARCHAR": "text", "TIMESTAMP WITH TIME ZONE": "timestamp", "JSON": "json",
                  "BIGINT": "bigint", "DOUBLE": "double", "BOOLEAN": "bool"}
 _POSTGRES_TYPES = {"character varying": "text", "text": "text", "jsonb": "json",
@@ -45,10 +72,21 @@ class Warehouse:
     """A destination one test loads into."""
 
     name = "duckdb"
+    #: the dataset runs load into; the stories' SQL says ``rackwave.<table>`` whatever it is
+    dataset = DATASET
+    #: seconds a run of the user's code in a process of its own may take
+    run_timeout = 120
 
     def settings(self) -> Dict[str, str]:
         """Environment variables the run needs (credentials, bucket)."""
         return {}
+
+    def _in_dataset(self, sql: str) -> str:
+        """The stories' ``rackwave.<table>`` names, in this warehouse's dataset: only that
+        qualifier (not ``rackwave_runs``, ``_rackwave_deleted_at`` or an ``@rackwave.`` email)."""
+        if self.dataset == DATASET:
+            return sql
+        return re.sub(r"(?<![\w.@])rackwave\.(?=[A-Za-z_])", f"{self.dataset}.", sql)
 
     def query(self, sql: str, *params: Any) -> Tuple[List[str], List[Tuple[Any, ...]]]:
         raise NotImplementedError
@@ -60,7 +98,7 @@ class Warehouse:
     def _information_schema(self, table: str, types: Dict[str, str]) -> Dict[str, str]:
         _, rows = self.query(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ?", DATASET, table)
+            "WHERE table_schema = ? AND table_name = ?", self.dataset, table)
         return {name: types.get(kind, kind) for name, kind in rows}
 
 
@@ -171,23 +209,52 @@ class ParquetWarehouse(Warehouse):
             return [d[0] for d in cur.description], cur.fetchall()
 
 
-@dataclass
-class BigQueryWarehouse(Warehouse):
-    """A BigQuery project of its own on the local emulator, one per test.
+class BigQuerySQL(Warehouse):
+    """The stories' SQL on BigQuery, wherever it runs: ``client()`` gives the client."""
 
-    The stories name their tables ``rackwave.<table>`` (dataset ``rackwave``), so each test gets
-    a fresh *project* instead of a fresh dataset: the SQL runs unchanged with that project as the
-    default one, and ``drop`` removes what the test loaded.
-    """
+    name = "bigquery"
+
+    def client(self) -> Any:
+        """A context manager giving a ``google.cloud.bigquery.Client``."""
+        raise NotImplementedError
+
+    def query(self, sql: str, *params: Any) -> Tuple[List[str], List[Tuple[Any, ...]]]:
+        """``sql`` with ``?`` placeholders, run as BigQuery positional parameters; the
+        ``<dataset>.<table>`` names resolve in the client's project."""
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter(None, _bigquery_type(p), p)
+                              for p in params])
+        with self.client() as client:
+            result = client.query(self._in_dataset(sql), job_config=config).result()
+            return [f.name for f in result.schema], [tuple(row.values()) for row in result]
+
+    def columns(self, table: str) -> Dict[str, str]:
+        """Emulator shim ``columns_from_a_query``: the emulator's table metadata (``tables.get``,
+        ``INFORMATION_SCHEMA.COLUMNS``) is taken once, when ``CREATE TABLE`` runs, and from Arrow
+        types: a column dlt adds later with ``ALTER TABLE ... ADD COLUMN`` is missing from it, and
+        a ``JSON`` column reads as ``STRING``. The schema of a query's result comes from the
+        table as DuckDB holds it now, JSON included; on BigQuery both agree."""
+        with self.client() as client:
+            schema = client.query(f"SELECT * FROM {self.dataset}.{table} LIMIT 0").result().schema
+        return {f.name: _BIGQUERY_TYPES.get(f.field_type, f.field_type) for f in schema}
+
+
+@dataclass
+class BigQueryWarehouse(BigQuerySQL):
+    """A BigQuery project of its own on the local emulator, one per test: the stories' tables
+    in its dataset (``rackwave``), and ``drop`` removes what the test loaded."""
 
     emulator: "BigQueryEmulator"
     project: str
     folder: Path
-    name = "bigquery"
+    dataset: str = DATASET
 
     @classmethod
-    def fresh(cls, emulator: "BigQueryEmulator", folder: Path) -> "BigQueryWarehouse":
-        return cls(emulator, f"rackwave-test-{uuid.uuid4().hex[:12]}", folder)
+    def fresh(cls, emulator: "BigQueryEmulator", folder: Path,
+              dataset: str = DATASET) -> "BigQueryWarehouse":
+        return cls(emulator, f"rackwave-test-{uuid.uuid4().hex[:12]}", folder, dataset)
 
     def settings(self) -> Dict[str, str]:
         """dlt's BigQuery destination on the emulator, through dlt's and Google's own settings
@@ -204,27 +271,8 @@ class BigQueryWarehouse(Warehouse):
             **_FAIL_FAST,
         }
 
-    def query(self, sql: str, *params: Any) -> Tuple[List[str], List[Tuple[Any, ...]]]:
-        """``sql`` with ``?`` placeholders, run as BigQuery positional parameters; unqualified
-        ``rackwave.<table>`` names resolve in the test's project."""
-        from google.cloud import bigquery
-
-        config = bigquery.QueryJobConfig(
-            query_parameters=[bigquery.ScalarQueryParameter(None, _bigquery_type(p), p)
-                              for p in params])
-        with self.emulator.client(self.project) as client:
-            result = client.query(sql, job_config=config).result()
-            return [f.name for f in result.schema], [tuple(row.values()) for row in result]
-
-    def columns(self, table: str) -> Dict[str, str]:
-        """Emulator shim ``columns_from_a_query``: the emulator's table metadata (``tables.get``,
-        ``INFORMATION_SCHEMA.COLUMNS``) is taken once, when ``CREATE TABLE`` runs, and from Arrow
-        types: a column dlt adds later with ``ALTER TABLE ... ADD COLUMN`` is missing from it, and
-        a ``JSON`` column reads as ``STRING``. The schema of a query's result comes from the
-        table as DuckDB holds it now, JSON included; on BigQuery both agree."""
-        with self.emulator.client(self.project) as client:
-            schema = client.query(f"SELECT * FROM {DATASET}.{table} LIMIT 0").result().schema
-        return {f.name: _BIGQUERY_TYPES.get(f.field_type, f.field_type) for f in schema}
+    def client(self) -> Any:
+        return self.emulator.client(self.project)
 
     def drop(self) -> None:
         """Removes the test's datasets (the emulator keeps every table in memory)."""
@@ -289,27 +337,25 @@ _SNOWFLAKE_TYPES = {"TEXT": "text", "VARCHAR": "text", "VARIANT": "json", "TIMES
                     "TIMESTAMP_LTZ": "timestamp", "FLOAT": "double", "BOOLEAN": "bool"}
 
 
-@dataclass
-class SnowflakeWarehouse(Warehouse):
-    """A database of its own on the Snowflake emulator (tests/emulators/fake_snowflake.py).
+class SnowflakeSQL(Warehouse):
+    """The stories' SQL on Snowflake, wherever it runs: ``connect()`` gives a connector session
+    with qmark placeholders (``?``, as the stories write).
 
     dlt's snowflake destination upper-cases identifiers (schema ``RACKWAVE``, table ``LEADS``,
     column ``_DLT_LOAD_ID``) and quotes them; the stories' unquoted ``rackwave.leads`` and ``id``
     resolve to those as in Snowflake, and result columns are reported lower-case, as dlt names
-    them. ``?`` placeholders are the connector's qmark style."""
+    them."""
 
-    emulator: Any  # snowflake_emulator.SnowflakeEmulator
-    database: str
     name = "snowflake"
 
-    def settings(self) -> Dict[str, str]:
-        return {"DESTINATION__SNOWFLAKE__CREDENTIALS": self.emulator.credentials(self.database)}
+    def connect(self) -> Any:
+        raise NotImplementedError
 
     def query(self, sql: str, *params: Any) -> Tuple[List[str], List[Tuple[Any, ...]]]:
-        con = self.emulator.connect(self.database)
+        con = self.connect()
         try:
             cur = con.cursor()
-            cur.execute(sql, params)
+            cur.execute(self._in_dataset(sql), params)
             return [d[0].lower() for d in cur.description], [tuple(r) for r in cur.fetchall()]
         finally:
             con.close()
@@ -318,10 +364,96 @@ class SnowflakeWarehouse(Warehouse):
         # NUMBER is bigint with scale 0 (dlt's NUMBER(19,0)), a decimal otherwise
         _, rows = self.query(
             "SELECT column_name, data_type, numeric_scale FROM information_schema.columns "
-            "WHERE table_schema = ? AND table_name = ?", DATASET.upper(), table.upper())
+            "WHERE table_schema = ? AND table_name = ?", self.dataset.upper(), table.upper())
         return {name.lower(): ("bigint" if kind == "NUMBER" and not scale
                                else _SNOWFLAKE_TYPES.get(kind, kind))
                 for name, kind, scale in rows}
+
+
+@dataclass
+class SnowflakeWarehouse(SnowflakeSQL):
+    """A database of its own on the Snowflake emulator (tests/emulators/fake_snowflake.py)."""
+
+    emulator: Any  # snowflake_emulator.SnowflakeEmulator
+    database: str
+    dataset: str = DATASET
+
+    def settings(self) -> Dict[str, str]:
+        return {"DESTINATION__SNOWFLAKE__CREDENTIALS": self.emulator.credentials(self.database)}
+
+    def connect(self) -> Any:
+        return self.emulator.connect(self.database)
+
+
+# --- real accounts ------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _environment(values: Dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+class LiveAccount(Warehouse):
+    """A real account of yours (``LIVE_ENV``'s credentials): a new dataset per test,
+    ``rackwave_live_<random>``, dropped by ``drop`` with everything in it. Reached through dlt's
+    own configuration and clients, so it is the account a run loads."""
+
+    run_timeout = 600  # load jobs and merges take seconds each on a real warehouse
+
+    def __init__(self) -> None:
+        self.dataset = f"rackwave_live_{uuid.uuid4().hex[:10]}"
+
+    def settings(self) -> Dict[str, str]:
+        prefixes = (f"DESTINATION__{self.name.upper()}__",
+                    *(("GOOGLE_APPLICATION_CREDENTIALS",) if self.name == "bigquery" else ()))
+        return {k: v for k, v in LIVE_ENV.items() if k.startswith(prefixes)}
+
+    def dlt_client(self) -> Any:
+        """dlt's job client for the account and the test's dataset, its settings resolved."""
+        from dlt.common.schema import Schema
+        from dlt.destinations.dataset import get_destination_clients
+
+        with _environment(self.settings()):
+            client, _ = get_destination_clients(Schema("rackwave"), self.name,
+                                                destination_dataset_name=self.dataset)
+        return client
+
+    def drop(self) -> None:
+        """Drops the test's dataset (best effort: cleanup must not hide the test's result)."""
+        try:
+            with self.dlt_client().sql_client as sql:
+                sql.drop_dataset()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class LiveBigQueryWarehouse(LiveAccount, BigQuerySQL):
+    """A real BigQuery project: ``DESTINATION__BIGQUERY__CREDENTIALS__*`` or
+    ``GOOGLE_APPLICATION_CREDENTIALS`` (``DESTINATION__BIGQUERY__LOCATION`` if not US)."""
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[Any]:
+        with self.dlt_client().sql_client as sql:
+            yield sql.native_connection
+
+
+class LiveSnowflakeWarehouse(LiveAccount, SnowflakeSQL):
+    """A real Snowflake account: ``DESTINATION__SNOWFLAKE__CREDENTIALS`` (or its parts); the
+    role needs ``CREATE SCHEMA`` on the database."""
+
+    def connect(self) -> Any:
+        import snowflake.connector
+
+        params = self.dlt_client().config.credentials.to_connector_params()
+        return snowflake.connector.connect(**params, paramstyle="qmark", autocommit=True)
 
 
 # --- a PostgreSQL server of our own -------------------------------------------------------------
