@@ -50,12 +50,12 @@ from dlt.sources.helpers.requests.session import Session
 from . import settings as S
 from .auth import RackwaveTokenAuth, make_auth
 from .exceptions import (
-    connection_cause,
     AuthenticationError,
     RateLimitError,
     ServerError,
     TLSVerificationError,
     api_error_for,
+    connection_cause,
 )
 from .throttle import Throttle
 
@@ -245,8 +245,7 @@ class RackwaveClient:
         resolve: then for ``FIRST_CONTACT_RETRY_S`` at most (``settings.py``)."""
         if not _retry_token_request(response, exception):
             return False
-        if getattr(getattr(self, "auth", None), "access_token", None) or \
-                connection_cause(exception) is None:
+        if self.auth.access_token or connection_cause(exception) is None:
             return True
         now = time.monotonic()
         if self._first_failure_at is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pipelines.rackwave_pipeline import RunResult, run_pipeline
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from warehouses import DuckDBWarehouse, Warehouse
+from warehouses import DuckDBWarehouse, Warehouse, with_environment
 
 DATASET = "rackwave"
 #: The documented fields, per table (nested address flattened): what end-to-end tests compare.
@@ -106,9 +105,7 @@ class Loader:
         source_options = {**self.options, **kwargs.pop("source_options", {})}
         target = self.target
         dataset = kwargs.pop("dataset", target.dataset)
-        saved = {name: os.environ.get(name) for name in target.settings()}
-        os.environ.update(target.settings())
-        try:
+        with with_environment(target.settings()):
             if self.via == "dlt":
                 return self._run_plain_dlt(source_options, dataset, **kwargs)
             return run_pipeline(
@@ -123,12 +120,6 @@ class Loader:
                 source_options=source_options,
                 **kwargs,
             )
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
     def _run_plain_dlt(self, source_options: Dict[str, Any], dataset: str,
                        resources: Optional[List[str]] = None, full_scan: bool = False) -> RunResult:

@@ -18,13 +18,11 @@ change every other test of the suite.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -33,10 +31,10 @@ import pytest
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from support import Loader, assert_equals_api, command_environment, page_requests
+from emulators.venv import tool_venv
 from warehouses import DuckDBWarehouse, PostgresWarehouse
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE_VENVS = REPO / ".venv-recipes"
 KINDS = ("leads", "contacts")
 #: the first run of an orchestrator installs it (30 to 60 s for Airflow from PyPI)
 INSTALL_AND_RUN_TIMEOUT = 900
@@ -45,23 +43,9 @@ INSTALL_AND_RUN_TIMEOUT = 900
 def recipe_venv(extra: str) -> Path:
     """The bin folder of `.venv-recipes/<extra>`: a virtual environment with the project installed
     with one extra, built if missing or made from another pyproject.toml."""
-    folder = RECIPE_VENVS / extra
-    wanted = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + extra.encode()).hexdigest()
-    stamp = folder / "rackwave-installed"
-    RECIPE_VENVS.mkdir(exist_ok=True)
-    with open(RECIPE_VENVS / f".{extra}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest on this checkout may be building it
-        if stamp.exists() and stamp.read_text() == wanted and (folder / "bin" / "python").exists():
-            return folder / "bin"
-        shutil.rmtree(folder, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-        done = subprocess.run(
-            [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
-             "--disable-pip-version-check", "-e", f"{REPO}[{extra}]"],
-            capture_output=True, text=True, timeout=INSTALL_AND_RUN_TIMEOUT)
-        assert done.returncode == 0, f"pip install -e .[{extra}] failed:\n{done.stderr[-3000:]}"
-        stamp.write_text(wanted)
-    return folder / "bin"
+    pyproject = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    return tool_venv(extra, ["-e", f"{REPO}[{extra}]"], fingerprint=pyproject,
+                     timeout=INSTALL_AND_RUN_TIMEOUT)
 
 
 def orchestrator_environment(tmp_path: Path, bin_dir: Path, sandbox: Any,

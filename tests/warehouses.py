@@ -388,7 +388,8 @@ class SnowflakeWarehouse(SnowflakeSQL):
 # --- real accounts ------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _environment(values: Dict[str, str]) -> Iterator[None]:
+def with_environment(values: Dict[str, str]) -> Iterator[None]:
+    """``values`` set in this process's environment for the block, the previous ones back after."""
     saved = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -421,7 +422,7 @@ class LiveAccount(Warehouse):
         from dlt.common.schema import Schema
         from dlt.destinations.dataset import get_destination_clients
 
-        with _environment(self.settings()):
+        with with_environment(self.settings()):
             client, _ = get_destination_clients(Schema("rackwave"), self.name,
                                                 destination_dataset_name=self.dataset)
         return client

@@ -24,10 +24,14 @@ TOOL_VENVS = REPO / ".venv-recipes"
 INSTALL_TIMEOUT = 600
 
 
-def tool_venv(name: str, requirements: Sequence[str]) -> Path:
-    """The bin folder of ``.venv-recipes/<name>`` with ``requirements`` installed (pip specs)."""
+def tool_venv(name: str, requirements: Sequence[str], fingerprint: str = "",
+              timeout: float = INSTALL_TIMEOUT) -> Path:
+    """The bin folder of ``.venv-recipes/<name>`` with ``requirements`` installed (pip
+    arguments), built again when they or ``fingerprint`` (e.g. the hash of a file they install
+    from) change."""
     folder = TOOL_VENVS / name
-    wanted = hashlib.sha256("\n".join([sys.version, *requirements]).encode()).hexdigest()
+    wanted = hashlib.sha256("\n".join([sys.version, fingerprint, *requirements]).encode()
+                            ).hexdigest()
     stamp = folder / "tool-installed"
     TOOL_VENVS.mkdir(exist_ok=True)
     with open(TOOL_VENVS / f".{name}.lock", "w") as lock:
@@ -40,7 +44,7 @@ def tool_venv(name: str, requirements: Sequence[str]) -> Path:
         done = subprocess.run(
             [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
              "--disable-pip-version-check", *requirements],
-            capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+            capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0:
             raise RuntimeError(f"pip install {' '.join(requirements)} into {folder} failed:\n"
                                f"{done.stderr[-3000:]}")
