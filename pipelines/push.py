@@ -109,7 +109,7 @@ def push_main(argv: Sequence[str]) -> int:
             stack.enter_context(pipeline_lock(pipelines_dir, push_pipeline_name(args)))
             summary = run_push(args)
     except (Exception, KeyboardInterrupt) as exc:
-        failure = failure_of(unwrap(exc), args.destination)
+        failure = failure_of(unwrap(exc), args.destination, push=True)
         if not failure.expected:
             traceback.print_exc()
         print(failure.text, file=sys.stderr)

@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import gc
 import json
+import logging
 import os
 import shlex
 import shutil
@@ -51,7 +52,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from rackwave_source import settings as S
 from rackwave_source import RESOURCES, rackwave_source
-from rackwave_source.recovery import prepare_resume
+from rackwave_source.recovery import prepare_resume, set_aside_other_warehouse
 from rackwave_source.options import validate_resources
 from rackwave_source.drift import contract_error
 from rackwave_source.exceptions import (
@@ -271,6 +272,7 @@ def run_pipeline(
         staging=staging,
         **name_and_folder(pipeline_name, pipelines_dir),
     )
+    set_aside_other_warehouse(pipeline)  # before a pending load could go to the wrong one
     remember_duckdb_file(pipeline, duckdb_file)
     if pipeline.has_pending_data:
         finish_interrupted_load(pipeline)
@@ -419,9 +421,29 @@ def spare_the_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+class SwitchSaidOnce(logging.Filter):
+    """dlt warns, whenever a pipeline is made, that the destination in its local state "differs
+    ... and will be ignored" after a change of ``--destination``. Every command uses the warehouse
+    it is given, and a run whose state belongs to another warehouse sets that state aside and
+    says so in one line of its own (``recovery.set_aside_other_warehouse``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (" in state differs from destination " in message
+                    or message.startswith("The state staging destination"))
+
+
+def quiet_dlt_messages() -> None:
+    """Installs the command's filters on dlt's logger (once per process)."""
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, SwitchSaidOnce) for f in dlt_logger.filters):
+        dlt_logger.addFilter(SwitchSaidOnce())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv is None:  # the process is this command (console script, python -m)
         spare_the_collector()
+    quiet_dlt_messages()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["check"]:  # `rackwave check`: imported here, off a plain run's path
         from pipelines.check import check_main

@@ -53,11 +53,12 @@ class Failure:
         return STATUSES.get(self.exit_code, INTERRUPTED)
 
 
-def failure_of(exc: BaseException, destination: str) -> Failure:
-    """Our reading of whatever stopped the run (``exc`` as ``unwrap`` left it)."""
+def failure_of(exc: BaseException, destination: str, push: bool = False) -> Failure:
+    """Our reading of whatever stopped the run, or the ``push`` (``exc`` as ``unwrap`` left
+    it)."""
     signum = interruption(exc)
     if signum is not None:
-        message = interrupted_message(signum)
+        message = interrupted_message(signum, push)
         return Failure(exit_code(signum), RunInterrupted.__name__, message, message)
     if isinstance(exc, PipelineStepFailed):  # raised by dlt outside run_pipeline's translation
         exc = warehouse_failure(exc, destination) or exc

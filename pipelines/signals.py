@@ -17,11 +17,14 @@ Ctrl-C printed "error: the extract step failed:" and nothing else, with exit cod
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
 from types import FrameType
 from typing import Any, Iterator, Optional
+
+from dlt.common.runtime.signals import was_signal_received
 
 #: exit code of a run stopped by signal N: 128 + N, as a shell reports a process killed by it
 SIGNAL_EXIT_BASE = 128
@@ -64,7 +67,12 @@ def interruption(exc: BaseException) -> Optional[int]:
     return None
 
 
-def interrupted_message(signum: int) -> str:
+def interrupted_message(signum: int, push: bool = False) -> str:
+    if push:
+        return (
+            f"interrupted by {signal_name(signum)}: the push stopped. Every row sent so far is in "
+            "its journal; the next push sends the rest, each row once, and logs them all."
+        )
     return (
         f"interrupted by {signal_name(signum)}: the run stopped. Nothing past the last completed "
         "load was recorded (dlt keeps the cursor only with a finished load); a load left halfway "
@@ -72,10 +80,25 @@ def interrupted_message(signum: int) -> str:
     )
 
 
+_stopping = False
+
+
 def _stop(signum: int, frame: Optional[FrameType]) -> None:
+    global _stopping
+    _stopping = True
     for handled in HANDLED_SIGNALS:
         signal.signal(handled, _stop_now)
     raise RunInterrupted(signum)
+
+
+class _QuietStop(logging.Filter):
+    """Once a signal arrived, dlt's own warnings and errors about it ("Exiting runner due to
+    signal 15", "Package ... was not fully loaded", a push job's "Transient exception" with its
+    traceback) are left out: the command says what the stop means, in one line of its own
+    (``interrupted_message``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING or not (_stopping or was_signal_received())
 
 
 def _stop_now(signum: int, frame: Optional[FrameType]) -> None:
@@ -89,13 +112,18 @@ def _stop_now(signum: int, frame: Optional[FrameType]) -> None:
 def stop_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise ``RunInterrupted`` in the body (main thread only: elsewhere
     Python cannot install handlers, and the caller's own handling stays)."""
+    global _stopping
     try:
         previous = {handled: signal.signal(handled, _stop) for handled in HANDLED_SIGNALS}
     except ValueError:  # not the main thread
         yield
         return
+    quiet, dlt_logger = _QuietStop(), logging.getLogger("dlt")
+    dlt_logger.addFilter(quiet)
+    _stopping = False
     try:
         yield
     finally:
         for handled, handler in previous.items():
             signal.signal(handled, handler)
+        dlt_logger.removeFilter(quiet)

@@ -31,6 +31,7 @@ from dlt.common.typing import TDataItems
 from dlt.extract.resource import DltResource
 
 from . import settings as S
+from .arrow_shape import arrow_schema
 from .client import RackwaveClient
 from .exceptions import RackwaveFatalError, RackwaveTransientError
 from .options import (
@@ -167,14 +168,13 @@ def push_log_chunks(chunks: Iterable[Sequence[Outcome]]) -> DltResource:
     (10,000 outcomes: 1.45 s as dicts) and holds one chunk at a time."""
     import pyarrow as pa
 
-    types = {name: pa.timestamp("us", tz="UTC") if spec.get("data_type") == "timestamp"
-             else pa.string() for name, spec in S.PUSH_LOG_COLUMNS.items()}
+    schema = arrow_schema(S.PUSH_LOG_COLUMNS)  # nullability too: dlt warns when it differs
 
     def log_rows() -> Iterator[Any]:
         for outcomes in chunks:
             rows = [o.log_row() for o in outcomes]
-            table = pa.table({name: pa.array([row[name] for row in rows], type=kind)
-                              for name, kind in types.items()})
+            table = pa.table({field.name: pa.array([row[field.name] for row in rows], field.type)
+                              for field in schema}, schema=schema)
             yield with_load_id(table)  # stamped as the loaded tables' rows are
 
     return dlt.resource(

@@ -57,7 +57,7 @@ def gathered(chunks: Iterable[Chunk], columns: Mapping[str, Any],
     parts = list(conformed(chunks, columns))
     if not parts:
         names = [n for n in (wanted or columns) if n in columns and not n.startswith("_dlt_")]
-        return pa.schema([pa.field(n, declared_type(columns[n]) or pa.string())
+        return pa.schema([_field(n, declared_type(columns[n]) or pa.string(), columns[n])
                           for n in names]).empty_table()
     return pa.concat_tables(parts, promote_options="permissive")
 
@@ -67,16 +67,24 @@ def conform(chunk: Chunk, columns: Mapping[str, Any]) -> pa.Table:
     (a field the schema has not seen yet), dlt's own columns are dropped."""
     table = pa.Table.from_batches([chunk]) if isinstance(chunk, pa.RecordBatch) else chunk
     by_folded = {name.casefold(): name for name in columns}
-    names: List[str] = []
+    fields: List[pa.Field] = []
     arrays: List[pa.ChunkedArray] = []
     for got, values in zip(table.column_names, table.columns):
         name = got if got in columns else by_folded.get(got.casefold(), got)
         if name.startswith("_dlt_"):
             continue
         column = columns.get(name)
-        names.append(name)
         arrays.append(values if column is None else _cast(name, values, column))
-    return pa.Table.from_arrays(arrays, names=names)
+        fields.append(_field(name, arrays[-1].type, column))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _field(name: str, kind: pa.DataType, column: Optional[Mapping[str, Any]]) -> pa.Field:
+    """The field as the source declares it. Warehouses hand every column back nullable; a
+    non-nullable column (the id, the cursor) yielded so would differ from the schema's hints,
+    which dlt reports as a WARNING on every full scan that loads rows again."""
+    nullable = True if column is None else column.get("nullable", True) is not False
+    return pa.field(name, kind, nullable=nullable)
 
 
 def declared_type(column: Mapping[str, Any]) -> Optional[pa.DataType]:

@@ -39,8 +39,9 @@ from typing import Any, List, Tuple
 from dlt.common.storages.load_package import PackageStorage
 
 from . import settings as S
+from .exceptions import ConfigurationError
 from .quarantine import QUARANTINE_TABLE
-from .warehouse import destination_kind
+from .warehouse import STATE_WAREHOUSE, destination_kind, warehouse_mark
 
 logger = logging.getLogger("rackwave_source")
 #: tables a load appends to (no key to merge on): dlt's state, and the quarantine
@@ -64,6 +65,33 @@ def prepare_resume(pipeline: Any) -> None:
         from .history import unstage_started_versions  # imports scan.py, which imports us
 
         unstage_started_versions(pipeline, _interrupted_jobs(pipeline))  # history tables
+
+
+def set_aside_other_warehouse(pipeline: Any) -> bool:
+    """Drops the pipeline's local state and schema when its loads went to another warehouse or
+    dataset than the one it loads now (``warehouse.warehouse_mark``), so that dlt restores this
+    warehouse's own state and schema as the run starts (or starts afresh where there are none).
+    dlt would otherwise keep the newer local state: another warehouse's cursor, and records
+    never read. A load left unfinished there is refused rather than loaded here: it belongs to
+    the other warehouse. Returns whether it dropped."""
+    here = warehouse_mark(pipeline)
+    resources = pipeline.state.get("sources", {}).get(S.SOURCE_NAME, {}).get("resources", {})
+    marks = {r.get(STATE_WAREHOUSE) for r in resources.values() if isinstance(r, dict)}
+    marks.discard(None)
+    if here is None or not marks or marks == {here}:
+        return False
+    if pipeline.has_pending_data:
+        raise ConfigurationError(
+            "destination",
+            f"pipeline `{pipeline.pipeline_name}` has a load into another warehouse or dataset "
+            "left unfinished",
+            "Finish it first, with the destination and dataset it was started with; or give this "
+            "warehouse a pipeline name of its own (rackwave --pipeline-name).")
+    logger.warning("pipeline `%s` last loaded another warehouse or dataset: this run goes on "
+                   "from the state kept in this one (give each warehouse a pipeline name of its "
+                   "own to keep them apart)", pipeline.pipeline_name)
+    pipeline.drop()
+    return True
 
 
 def finish_normalize_commit(pipeline: Any) -> int:

@@ -35,6 +35,9 @@ from .progress import Progress
 from .scan_run import ScanRun
 from .verdicts import check
 from .warehouse import (
+    quiet_dlt,
+    claim_state,
+    warehouse_mark,
     check_duckdb_location,
     current_pipeline,
     destination_kind,
@@ -58,7 +61,9 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     check_duckdb_location(current_pipeline())  # refuses before reading anything (warehouse.py)
     destination = destination_kind()
     versions = Versions.of(spec.name, options, destination)  # refuses before reading anything
-    run = ScanRun(dlt.current.resource_state(), options, spec.name)
+    state = dlt.current.resource_state()
+    claim_state(state, warehouse_mark(current_pipeline()), spec.name)  # warehouse.py
+    run = ScanRun(state, options, spec.name)
     check_state(run.state, options.privacy, spec.name, loaded=not run.first_run)  # privacy.py
     flag = options.deleted_records == "flag"
     yield _hints(spec, destination, flag)
@@ -211,9 +216,7 @@ def _writes_csv_json(kind: str) -> bool:
     so a plain ``pipeline.run(rackwave_source())`` into Postgres works with dlt's defaults."""
     if kind != "postgres":
         return False
-    dlt_logger = logging.getLogger("dlt")
-    if not any(isinstance(f, _QuietJsonText) for f in dlt_logger.filters):
-        dlt_logger.addFilter(_QuietJsonText())
+    quiet_dlt(_QuietJsonText)  # warehouse.py
     return True
 
 

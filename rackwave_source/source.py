@@ -28,7 +28,7 @@ from .options import (
     validate_wait,
 )
 from .exceptions import ConfigurationError
-from .recovery import prepare_resume
+from .recovery import prepare_resume, set_aside_other_warehouse
 from .warehouse import current_pipeline
 from .privacy import validate_privacy
 from .progress import Progress
@@ -45,11 +45,13 @@ def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
     dlt fills the settings from ``.dlt/*.toml`` and the environment before the source runs; a
     value it cannot read as the setting's type (``SOURCES__RACKWAVE__PER_PAGE=abc``) is turned
     here into a :class:`ConfigurationError` naming the setting and the values it accepts. Made
-    after its pipeline (``pipeline.run(rackwave_source())``), it first repairs what a killed run
-    left for dlt to resume (``recovery.py``).
+    after its pipeline (``pipeline.run(rackwave_source())``), it first sets aside a local state
+    written by loads into another warehouse, and repairs what a killed run left for dlt to
+    resume (``recovery.py``).
     """
     pipeline = current_pipeline()
     if pipeline is not None:  # ``pipeline.run(rackwave_source())``: made before the source
+        set_aside_other_warehouse(pipeline)
         prepare_resume(pipeline)
     with readable_setting_errors():
         return _rackwave_source(*args, **kwargs)

@@ -7,7 +7,10 @@ whatever shape either hands back is made the shape the source loaded by ``readba
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+import hashlib
+import logging
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -16,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dlt.common.configuration.container import Container
+from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.pipeline import PipelineContext
 
 from . import settings as S
@@ -26,6 +30,12 @@ from .readback import conformed, gathered
 
 #: the column a confirmed deletion sets (``deletions.py``); rows with it set are not counted
 DELETED_AT = "_rackwave_deleted_at"
+
+#: resource state: which warehouse and dataset the state's loads went to (``warehouse_mark``)
+STATE_WAREHOUSE = "warehouse"
+#: the destination settings that say where a load goes (never a password or key)
+_WHERE_FIELDS = ("host", "port", "database", "project_id")
+logger = logging.getLogger("rackwave_source")
 
 _CHUNK = 10_000
 _IDS_PER_QUERY = 1_000
@@ -47,6 +57,45 @@ def destination_kind(pipeline: Any = None) -> str:
     pipeline = pipeline if pipeline is not None else current_pipeline()
     destination = getattr(pipeline, "destination", None)
     return "" if destination is None else str(destination.destination_type).rsplit(".", 1)[-1]
+
+
+def warehouse_mark(pipeline: Any) -> Optional[str]:
+    """Which warehouse and dataset ``pipeline`` loads, as a short hash: the destination's type,
+    the dataset, and where it is (host, port, database or file, project, bucket; never a
+    credential). None when that cannot be told yet (no destination, settings missing: the run
+    then fails on those before loading)."""
+    if pipeline is None or getattr(pipeline, "destination", None) is None:
+        return None
+    try:
+        config = pipeline.destination_client().config  # resolved settings; nothing connects
+    except (ConfigurationException, ValueError):
+        return None
+    credentials = getattr(config, "credentials", None)
+    where = [destination_kind(pipeline), str(pipeline.dataset_name)]
+    where += [str(getattr(credentials, name, None) or "") for name in _WHERE_FIELDS]
+    where.append(str(getattr(config, "bucket_url", None) or ""))
+    return hashlib.sha256("|".join(where).encode()).hexdigest()[:16]
+
+
+def claim_state(state: Dict[str, Any], mark: Optional[str], resource: str) -> None:
+    """Makes ``state`` (a resource's) the state of the warehouse this run loads.
+
+    dlt keeps one local state per pipeline name, whatever the destination: a pipeline run into
+    one warehouse, then another, then back, carried the second one's cursor into the first,
+    whose older state dlt did not restore over a newer local one. Records created in between
+    were never read, and the run said "exact". A state whose loads went elsewhere is set aside:
+    this run reads everything, merged into what the table holds, like a first run. (The command
+    and a source made after its pipeline do better, before the run: ``recovery.
+    set_aside_other_warehouse`` lets dlt restore the warehouse's own state instead.)"""
+    if mark is None:
+        return
+    before = state.get(STATE_WAREHOUSE)
+    if before is not None and before != mark:
+        logger.warning("%s: the pipeline's state was written by loads into another warehouse or "
+                       "dataset; this run reads everything into this one (give each warehouse "
+                       "a pipeline name of its own to keep their states apart)", resource)
+        state.clear()
+    state[STATE_WAREHOUSE] = mark
 
 
 def check_duckdb_location(pipeline: Any) -> None:
@@ -131,7 +180,51 @@ def loader_hints(kind: str) -> Dict[str, Any]:
     wanted = S.LOADER_FILE_FORMATS.get(kind)
     if wanted is None or dlt.config.get(S.LOADER_FORMAT_CONFIG_KEY) is not None:
         return {}
+    quiet_dlt(_ArrowAsJsonl)
     return {"file_format": wanted}
+
+
+def quiet_dlt(kind: type) -> None:
+    """Installs a filter of ``kind`` on dlt's logger, once per process. The source installs the
+    filters below where it makes the choice they are about, so a plain ``pipeline.run`` is as
+    quiet as the command."""
+    dlt_logger = logging.getLogger("dlt")
+    if not any(isinstance(f, kind) for f in dlt_logger.filters):
+        dlt_logger.addFilter(kind())
+
+
+@contextlib.contextmanager
+def _dlt_quiet(kind: type) -> Iterator[None]:
+    """A filter of ``kind`` on dlt's logger while the body runs."""
+    dlt_filter, dlt_logger = kind(), logging.getLogger("dlt")
+    dlt_logger.addFilter(dlt_filter)
+    try:
+        yield
+    finally:
+        dlt_logger.removeFilter(dlt_filter)
+
+
+class _JsonAsText(logging.Filter):
+    """Postgres hands JSON columns (``tags``) back as Python lists, which dlt, making them Arrow,
+    encodes as JSON text, warning each time ("Arrow nested values require serialization to
+    STRING", "Default conversion ... failed"). ``readback.py`` decodes that text: nothing to say."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Arrow nested values require serialization to STRING" in message
+                    or message.startswith("Default conversion to `string` for `data_type=json`"))
+
+
+class _ArrowAsJsonl(logging.Filter):
+    """dlt warns at every BigQuery or Snowflake load that the source's Arrow tables are written
+    as JSONL by a converting writer ("native writer could not be found ... degrade
+    performance"). That is the ``file_format`` hint above, on purpose: parquet cannot carry
+    their JSON columns into either warehouse."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("yielded as arrow and job file format jsonl native writer could not be "
+                    "found" in message)
 
 
 @dataclass
@@ -233,7 +326,8 @@ class LoadedTable:
             for chunk in relation.where(S.PRIMARY_KEY, "in", ids[at:at + _IDS_PER_QUERY])
             .iter_arrow(chunk_size=_CHUNK)
         )
-        return gathered(chunks, self.declared)
+        with _dlt_quiet(_JsonAsText):
+            return gathered(chunks, self.declared)
 
 
 def table_exists(pipeline: Any, table: str) -> bool:

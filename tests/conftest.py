@@ -87,6 +87,24 @@ def _reload_dlt_settings() -> None:
     Container()[PluggableRunContext].reload()
 
 
+@pytest.fixture
+def dlt_log() -> Iterator[list[str]]:
+    """The WARNING and ERROR lines dlt's logger lets through while the test runs (after the
+    filters the source and the command install): a normal run leaves none."""
+    import logging
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(f"{record.levelname}: {record.getMessage()}")
+
+    handler, dlt_logger = Keep(logging.WARNING), logging.getLogger("dlt")
+    dlt_logger.addHandler(handler)
+    yield lines
+    dlt_logger.removeHandler(handler)
+
+
 LoaderFactory = Callable[..., Loader]
 
 

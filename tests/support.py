@@ -199,3 +199,9 @@ def command_environment(dlt_data_dir: Path, **extra: str) -> Dict[str, str]:
                         "RUNTIME__DLTHUB_TELEMETRY": "false"})
     environment.update(extra)
     return environment
+
+
+def dlt_warnings(output: str) -> List[str]:
+    """The WARNING lines dlt's logger printed (``...|[WARNING]|...|dlt|...``): a normal run
+    prints none, only the command's own words."""
+    return [line for line in output.splitlines() if "|[WARNING]|" in line]

@@ -21,7 +21,7 @@ import duckdb
 import pytest
 
 from pipelines.rackwave_pipeline import main
-from support import REPO, command_environment
+from support import REPO, command_environment, dlt_warnings
 from warehouses import PostgresWarehouse
 
 CREDENTIALS = {"SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",
@@ -349,10 +349,12 @@ def test_sigterm_stops_a_push_soon_and_the_next_push_finishes_it_exactly(tmp_pat
 
     assert process.returncode == 143, stderr
     assert time.monotonic() - stopped_at < 3  # not the ~5 s the rest of the batch would take
-    assert "interrupted by SIGTERM" in stderr and posts(server) < 300  # of 600
+    assert "interrupted by SIGTERM: the push stopped" in stderr and posts(server) < 300  # of 600
+    assert "Traceback" not in stderr
     rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                            timeout=120)
     assert rerun.returncode == 0, rerun.stderr
+    assert not dlt_warnings(stderr + rerun.stderr)  # the command's own words only
     assert_each_pushed_once(server, rows, push_log(tmp_path / "rackwave_data.duckdb"))
 
 
