@@ -1,5 +1,5 @@
-"""``rackwave dbt``: builds and tests the dbt project in ``dbt/`` on the warehouse the command
-loads, with the same ``--destination``, ``--duckdb-file`` and ``--dataset``.
+"""``rackwave dbt``: builds and tests the dbt project in ``rackwave_dbt/`` on the warehouse the
+command loads, with the same ``--destination``, ``--duckdb-file`` and ``--dataset``.
 
 dbt is run directly (dbt's own ``dbtRunner``, in this process: ``dbt build`` then ``dbt source
 freshness``) with the project's ``profiles.yml``, whose values come from ``RACKWAVE_DBT_*``
@@ -43,8 +43,11 @@ from pipelines.destinations import locked_duckdb_file, missing_destination_setti
 from pipelines.rackwave_pipeline import DEFAULT_DATASET, DEFAULT_DUCKDB_FILE, own_duckdb_file
 from pipelines.run_report import EXIT_CONFIG, EXIT_FATAL, EXIT_LOADED, EXIT_TEMPORARY
 
-#: the dbt project shipped beside the command (a checkout or an editable install)
-DEFAULT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt"
+#: the dbt project shipped with the command: ``rackwave_dbt/`` beside ``pipelines/``, in a checkout
+#: as in an installed wheel
+DEFAULT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "rackwave_dbt"
+#: the folder, in the one the command runs in, where dbt writes ``target/`` and ``logs/``
+WORK_DIR = "rackwave_dbt"
 #: destinations the project's profiles.yml has a target for, with the adapter dbt needs
 DBT_ADAPTERS = {"duckdb": "dbt.adapters.duckdb", "postgres": "dbt.adapters.postgres"}
 #: the variables profiles.yml reads (DBT_ENV_SECRET_*: dbt scrubs their values from its logs)
@@ -97,7 +100,7 @@ def check_destination(destination: str) -> None:
             "--destination",
             f"rackwave dbt runs on {' and '.join(DBT_ADAPTERS)}, not {destination}",
             "For another warehouse, install its dbt adapter, add a target for it to a copy of "
-            "dbt/profiles.yml and run `dbt build` (README, section dbt).")
+            "rackwave_dbt/profiles.yml and run `dbt build` (README, section dbt).")
 
 
 def existing_duckdb_file(duckdb_path: Optional[str]) -> str:
@@ -148,12 +151,12 @@ def installed(module: str) -> bool:
 
 
 def project_dir(given: Optional[str]) -> Path:
-    """The dbt project: ``--project-dir``, else the ``dbt/`` folder shipped with the command."""
+    """The dbt project: ``--project-dir``, else the one shipped with the command."""
     folder = Path(given).resolve() if given else DEFAULT_PROJECT_DIR
     if not (folder / "dbt_project.yml").is_file():
         raise ConfigurationError(
             "--project-dir", f"{folder} has no dbt_project.yml",
-            "Pass the folder of the rackwave dbt project (dbt/ in the repository).")
+            "Pass the folder of the rackwave dbt project (rackwave_dbt/ in the repository).")
     return folder
 
 
@@ -163,7 +166,7 @@ def invoke(runner: Any, command: List[str], folder: Path, extra: Sequence[str]) 
     A dbt that could not run at all (a connection refused, a locked file, a project that does
     not parse) raises our error."""
     args = [*command, "--project-dir", str(folder), "--profiles-dir", str(folder),
-            *colours(extra), *extra]
+            *colours(extra), *work_paths(extra), *extra]
     result = runner.invoke(args)
     if result.exception is not None:
         raise dbt_failure(result.exception)
@@ -178,6 +181,25 @@ def colours(extra: Sequence[str]) -> List[str]:
             "DBT_USE_COLORS" in os.environ:
         return []
     return [] if sys.stdout.isatty() else ["--no-use-colors"]
+
+
+def work_paths(extra: Sequence[str]) -> List[str]:
+    """dbt writes ``target/`` and ``logs/`` inside the project by default: inside the installed
+    package. They go to ``./rackwave_dbt/`` of the folder the command runs in (in a checkout, that
+    is the project itself), unless the user's ``--target-path`` / ``--log-path`` or dbt's
+    ``DBT_TARGET_PATH`` / ``DBT_LOG_PATH`` say otherwise. No usage statistics unless
+    ``DBT_SEND_ANONYMOUS_USAGE_STATS`` asks: dbt would keep its user id beside profiles.yml."""
+    given = set(extra) | {a.split("=", 1)[0] for a in extra}
+    work = Path.cwd() / WORK_DIR
+    args: List[str] = []
+    for flag, variable, folder in (("--target-path", "DBT_TARGET_PATH", "target"),
+                                   ("--log-path", "DBT_LOG_PATH", "logs")):
+        if flag not in given and variable not in os.environ:
+            args += [flag, str(work / folder)]
+    if "DBT_SEND_ANONYMOUS_USAGE_STATS" not in os.environ and not given & {
+            "--send-anonymous-usage-stats", "--no-send-anonymous-usage-stats"}:
+        args.append("--no-send-anonymous-usage-stats")
+    return args
 
 
 def outcome_of(execution: Any) -> DbtOutcome:
@@ -253,8 +275,8 @@ def summary(built: DbtOutcome, fresh: DbtOutcome) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rackwave dbt",
-        description="Build and test the dbt project (dbt/) on the warehouse `rackwave` loads: "
-                    "dbt build, then dbt source freshness. Arguments after `--` go to dbt "
+        description="Build and test the dbt project (rackwave_dbt/) on the warehouse `rackwave` "
+                    "loads: dbt build, then dbt source freshness. Arguments after `--` go to dbt "
                     "build (e.g. -- --select stg_rackwave__leads).",
     )
     parser.add_argument("--destination", default="duckdb",
@@ -264,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duckdb-file", default=None,
                         help=f"the DuckDB file the load wrote (default ./{DEFAULT_DUCKDB_FILE})")
     parser.add_argument("--project-dir", default=None,
-                        help="the dbt project (default: dbt/ shipped with the command)")
+                        help="the dbt project (default: the one shipped with the command); dbt "
+                             "writes target/ and logs/ in ./rackwave_dbt/")
     return parser
 
 

@@ -1,10 +1,11 @@
-"""The dbt project in `dbt/`, built and tested on a sandbox load: through `rackwave dbt` on DuckDB
-and Postgres, and with plain `dbt build` and the shipped profiles.yml, as an analytics engineer
-runs it.
+"""The dbt project in `rackwave_dbt/`, built and tested on a sandbox load: through `rackwave dbt`
+on DuckDB and Postgres, and with plain `dbt build` and the shipped profiles.yml, as an analytics
+engineer runs it.
 
-dbt is installed as a user installs it (`pip install -e ".[dbt]"`) in an environment of its own
-(`.venv-recipes/dbt`, built like the orchestrator recipes' on first use): dbt-core 1.11 pins
-pathspec below what the suite's mypy needs, so it is not in the dev extra.
+dbt and the connector are installed as a user installs them, from the wheel
+(`pip install rackwave_source-*.whl[dbt]`), in an environment of their own (`.venv-recipes/dbt`,
+built on first use): dbt-core 1.11 pins pathspec below what the suite's mypy needs, so it is not
+in the dev extra.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from test_orchestrators import INSTALL_AND_RUN_TIMEOUT, orchestrator_environment, recipe_venv, run
+from test_orchestrators import INSTALL_AND_RUN_TIMEOUT, installed_venv, orchestrator_environment, run
 from warehouses import DuckDBWarehouse, PostgresWarehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,12 +31,12 @@ pytestmark = pytest.mark.timeout(INSTALL_AND_RUN_TIMEOUT)
 
 @pytest.fixture(scope="module")
 def dbt_bin() -> Path:
-    return recipe_venv("dbt")
+    return installed_venv("dbt")
 
 
 def dbt_environment(tmp_path: Path, bin_dir: Path, sandbox: Any, **extra: str) -> Dict[str, str]:
     """A user's shell with the dbt environment first on PATH; dbt's target/ and logs/ in the
-    test's folder (not in the repository's dbt/), no usage statistics sent."""
+    test's folder, no usage statistics sent."""
     return orchestrator_environment(
         tmp_path, bin_dir, sandbox, DBT_TARGET_PATH=str(tmp_path / "dbt-target"),
         DBT_LOG_PATH=str(tmp_path / "dbt-logs"), DBT_SEND_ANONYMOUS_USAGE_STATS="false",
@@ -118,15 +119,15 @@ def test_rackwave_dbt_on_duckdb_models_the_live_records_of_a_flag_mode_load(
 
 
 def test_plain_dbt_build_with_the_shipped_profile_reads_the_demo_file(sandbox, tmp_path, dbt_bin):
-    """README: load, then `cd dbt && dbt build`; ../rackwave_data.duckdb, schema rackwave. The
+    """README: load, then `cd rackwave_dbt && dbt build`; ../rackwave_data.duckdb, schema rackwave. The
     load left columns out (exclude_columns): the models keep them, NULL."""
     environment = dbt_environment(tmp_path, dbt_bin, sandbox,
                                   SOURCES__RACKWAVE__EXCLUDE_COLUMNS='["phone", "address"]')
-    shutil.copytree(REPO / "dbt", tmp_path / "dbt",
+    shutil.copytree(REPO / "rackwave_dbt", tmp_path / "rackwave_dbt",
                     ignore=shutil.ignore_patterns("target", "logs", ".user.yml"))
     run(["rackwave"], environment, tmp_path)
 
-    output = run(["dbt", "build"], environment, tmp_path / "dbt")
+    output = run(["dbt", "build"], environment, tmp_path / "rackwave_dbt")
 
     assert "Completed successfully" in output and "ERROR=0" in output
     warehouse = DuckDBWarehouse(tmp_path / "rackwave_data.duckdb")
@@ -201,7 +202,7 @@ def test_rackwave_dbt_on_postgres_builds_in_the_loaded_dataset_then_plain_dbt_to
         warehouse.query(f"DROP TABLE crm.{FUNNEL}; SELECT 1")
         plain = {**environment, **postgres_profile(dsn)}
         del plain["DESTINATION__POSTGRES__CREDENTIALS"]
-        output = run(["dbt", "build", "--target", "postgres"], plain, REPO / "dbt")
+        output = run(["dbt", "build", "--target", "postgres"], plain, REPO / "rackwave_dbt")
         assert "Completed successfully" in output
         assert model_funnel(warehouse, "crm") == api_funnel(sandbox)
 

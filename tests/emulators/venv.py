@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, Union
 
 REPO = Path(__file__).resolve().parents[2]
 TOOL_VENVS = REPO / ".venv-recipes"
@@ -24,14 +24,15 @@ TOOL_VENVS = REPO / ".venv-recipes"
 INSTALL_TIMEOUT = 600
 
 
-def tool_venv(name: str, requirements: Sequence[str], fingerprint: str = "",
-              timeout: float = INSTALL_TIMEOUT) -> Path:
+def tool_venv(name: str, requirements: Union[Sequence[str], Callable[[], Sequence[str]]],
+              fingerprint: str = "", timeout: float = INSTALL_TIMEOUT) -> Path:
     """The bin folder of ``.venv-recipes/<name>`` with ``requirements`` installed (pip
     arguments), built again when they or ``fingerprint`` (e.g. the hash of a file they install
-    from) change."""
+    from) change. ``requirements`` may be a function, called only when the environment is built
+    (one that builds the wheel it names): then ``fingerprint`` alone says when."""
     folder = TOOL_VENVS / name
-    wanted = hashlib.sha256("\n".join([sys.version, fingerprint, *requirements]).encode()
-                            ).hexdigest()
+    named = [] if callable(requirements) else list(requirements)
+    wanted = hashlib.sha256("\n".join([sys.version, fingerprint, *named]).encode()).hexdigest()
     stamp = folder / "tool-installed"
     TOOL_VENVS.mkdir(exist_ok=True)
     with open(TOOL_VENVS / f".{name}.lock", "w") as lock:
@@ -41,6 +42,7 @@ def tool_venv(name: str, requirements: Sequence[str], fingerprint: str = "",
         started = time.monotonic()
         shutil.rmtree(folder, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        requirements = list(requirements() if callable(requirements) else requirements)
         done = subprocess.run(
             [str(folder / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile",
              "--disable-pip-version-check", *requirements],
