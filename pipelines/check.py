@@ -42,7 +42,7 @@ from dlt.destinations.dataset import get_destination_clients
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
-from rackwave_source import RESOURCES, rackwave_source
+from rackwave_source import RESOURCES
 from rackwave_source import settings as S
 from rackwave_source.cursor import (
     STATE_CURSOR,

@@ -15,7 +15,7 @@ import io
 import json
 import os
 import sys
-from typing import Any, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Sequence, Tuple
 
 import dlt
 

@@ -27,7 +27,6 @@ from .options import (
     validate_rate,
     validate_wait,
 )
-from .exceptions import ConfigurationError
 from .recovery import prepare_resume, set_aside_other_warehouse
 from .warehouse import current_pipeline
 from .privacy import validate_privacy
