@@ -2,7 +2,7 @@
 #   make demo   - set up .venv, start the local sandbox, load it into ./rackwave_data.duckdb, summarise
 #   make test   - set up .venv with the test tools (PostgreSQL's server programs when missing, the
 #                 BigQuery and Snowflake emulators' environments in .venv-recipes/ when missing),
-#                 type-check (mypy --strict) and run the whole test suite
+#                 type-check (mypy --strict), lint (ruff) and run the whole test suite
 #   make fuzz   - the randomized model of the API (tests/test_model.py) for RACKWAVE_MODEL_MINUTES
 #                 minutes (default 45) of random examples; prints how many ran clean.
 #                 RACKWAVE_MODEL_AVOID=page_cap,future,bad leaves out behaviours of known bugs.
@@ -33,6 +33,7 @@ demo: setup
 TEST_WORKERS ?= 2
 test: setup-dev
 	$(BIN)/python -m mypy
+	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 RACKWAVE_MODEL_MINUTES ?= 45

@@ -79,44 +79,14 @@ def concurrent_pass(
     if first.ends_list:
         return
     blocks = plan_blocks(2, max(2, first.last_page), max(1, concurrency))
-    out: "queue.Queue[_Item]" = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: _Item) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def work(block: Block) -> None:
-        number = block.first
-        try:
-            while not stop.is_set():
-                end = block.last if not block.open_ended or number <= block.last else number
-                size = max(1, min(pages_per_read, end - number + 1))
-                run = endpoint.run(range(number, number + size))
-                put(run)
-                if any(page.ends_list for page in run):
-                    return
-                if stop_below_us is not None and _below(run, stop_below_us):
-                    return
-                number += size
-                if number > block.last and not block.open_ended:
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            put(exc)
-        finally:
-            put(None)
-
+    workers = _BlockWorkers(endpoint, stop_below_us, pages_per_read)
     pool = ThreadPoolExecutor(len(blocks), thread_name_prefix=f"rackwave-{endpoint.resource}")
     try:
         for block in blocks:
-            pool.submit(work, block)
+            pool.submit(workers.work, block)
         running = len(blocks)
         while running:
-            item = out.get()
+            item = workers.out.get()
             if item is None:
                 running -= 1
             elif isinstance(item, BaseException):
@@ -124,8 +94,62 @@ def concurrent_pass(
             else:
                 yield from item
     finally:
-        stop.set()
+        workers.stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _BlockWorkers:
+    """The workers of one concurrent pass: each reads its block in runs of pages and hands each
+    run, then its end (``None``) or its error, to the consumer through a queue of two."""
+
+    def __init__(self, endpoint: ListEndpoint, stop_below_us: Optional[int],
+                 pages_per_read: int) -> None:
+        self.endpoint = endpoint
+        self.stop_below_us = stop_below_us
+        self.pages_per_read = pages_per_read
+        self.out: "queue.Queue[_Item]" = queue.Queue(maxsize=2)
+        self.stop = threading.Event()  # set by the consumer: closed, or failed
+
+    def put(self, item: _Item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work(self, block: Block) -> None:
+        number = block.first
+        try:
+            while not self.stop.is_set():
+                size = _run_size(block, number, self.pages_per_read)
+                run = self.endpoint.run(range(number, number + size))
+                self.put(run)
+                number += size
+                if _block_read(run, number, block, self.stop_below_us):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self.put(exc)
+        finally:
+            self.put(None)
+
+
+def _run_size(block: Block, number: int, pages_per_read: int) -> int:
+    """How many pages from ``number`` one request run reads: up to ``pages_per_read``, not past
+    a closed block's last page (an open-ended block goes on until the list ends)."""
+    end = block.last if not block.open_ended or number <= block.last else number
+    return max(1, min(pages_per_read, end - number + 1))
+
+
+def _block_read(run: List[Page], next_number: int, block: Block,
+                stop_below_us: Optional[int]) -> bool:
+    """Whether a worker is done after ``run``: the list ended in it, its pages reached below
+    ``start_date``, or a closed block's last page was read."""
+    if any(page.ends_list for page in run):
+        return True
+    if stop_below_us is not None and _below(run, stop_below_us):
+        return True
+    return next_number > block.last and not block.open_ended
 
 
 def _below(run: List[Page], bound_us: int) -> bool:

@@ -74,11 +74,13 @@ def set_aside_other_warehouse(pipeline: Any) -> bool:
     dlt would otherwise keep the newer local state: another warehouse's cursor, and records
     never read. A load left unfinished there is refused rather than loaded here: it belongs to
     the other warehouse. Returns whether it dropped."""
-    here = warehouse_mark(pipeline)
     resources = pipeline.state.get("sources", {}).get(S.SOURCE_NAME, {}).get("resources", {})
     marks = {r.get(STATE_WAREHOUSE) for r in resources.values() if isinstance(r, dict)}
     marks.discard(None)
-    if here is None or not marks or marks == {here}:
+    if not marks:  # a first run, or a state from before marks: nothing to compare
+        return False
+    here = warehouse_mark(pipeline)
+    if here is None or marks == {here}:
         return False
     if pipeline.has_pending_data:
         raise ConfigurationError(

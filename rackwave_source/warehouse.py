@@ -36,6 +36,9 @@ STATE_WAREHOUSE = "warehouse"
 #: the destination settings that say where a load goes (never a password or key)
 _WHERE_FIELDS = ("host", "port", "database", "project_id")
 logger = logging.getLogger("rackwave_source")
+#: marks already worked out, by pipeline, destination and dataset (resolving the destination's
+#: settings takes tens of ms; a run asks once for the command and once per resource)
+_MARKS: Dict[Tuple[int, int, str], Tuple[Any, str]] = {}
 
 _CHUNK = 10_000
 _IDS_PER_QUERY = 1_000
@@ -64,8 +67,13 @@ def warehouse_mark(pipeline: Any) -> Optional[str]:
     the dataset, and where it is (host, port, database or file, project, bucket; never a
     credential). None when that cannot be told yet (no destination, settings missing: the run
     then fails on those before loading)."""
-    if pipeline is None or getattr(pipeline, "destination", None) is None:
+    destination = getattr(pipeline, "destination", None)
+    if pipeline is None or destination is None:
         return None
+    key = (id(pipeline), id(destination), str(pipeline.dataset_name))
+    known = _MARKS.get(key)
+    if known is not None and known[0] is destination:  # the run's own, asked again
+        return known[1]
     try:
         config = pipeline.destination_client().config  # resolved settings; nothing connects
     except (ConfigurationException, ValueError):
@@ -74,7 +82,11 @@ def warehouse_mark(pipeline: Any) -> Optional[str]:
     where = [destination_kind(pipeline), str(pipeline.dataset_name)]
     where += [str(getattr(credentials, name, None) or "") for name in _WHERE_FIELDS]
     where.append(str(getattr(config, "bucket_url", None) or ""))
-    return hashlib.sha256("|".join(where).encode()).hexdigest()[:16]
+    mark = hashlib.sha256("|".join(where).encode()).hexdigest()[:16]
+    if len(_MARKS) >= 16:
+        _MARKS.clear()
+    _MARKS[key] = (destination, mark)  # holds the destination: its id is not reused meanwhile
+    return mark
 
 
 def claim_state(state: Dict[str, Any], mark: Optional[str], resource: str) -> None:

@@ -8,7 +8,6 @@ dlt code, then compares the sandbox's leads with the rows and reads ``rackwave_p
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import duckdb
 import pytest
 
 from pipelines.rackwave_pipeline import main
-from support import REPO, command_environment, dlt_warnings
+from support import command_environment, dlt_warnings
 from warehouses import PostgresWarehouse
 
 CREDENTIALS = {"SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",

@@ -8,14 +8,12 @@ must hold exactly the API's records: every id once, every documented field curre
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timezone
-from typing import Any, Dict
+from typing import Dict
 
 import pytest
 
 from rackwave_source import ConfigurationError
-from support import FIELDS, Loader, _loaded_value, api_value, assert_equals_api, sandbox_ids
+from support import FIELDS, Loader, _loaded_value, assert_equals_api, sandbox_ids
 from warehouses import (
     BigQueryWarehouse,
     DeltaWarehouse,

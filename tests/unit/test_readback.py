@@ -93,7 +93,8 @@ def test_no_rows_at_all_gives_an_empty_table_of_the_declared_columns_asked_for()
     read = gathered(iter([duckdb_shape().to_batches()[0].slice(0, 0)]), COLUMNS, ["id", "tags"])
 
     assert read.num_rows == 0
-    assert read.schema == pa.schema([("id", pa.string()), ("tags", pa.list_(pa.string()))])
+    assert read.schema == pa.schema([pa.field("id", pa.string(), nullable=False),
+                                     ("tags", pa.list_(pa.string()))])
 
 
 def test_a_json_field_added_later_as_objects_keeps_its_shape():
@@ -106,3 +107,15 @@ def test_a_json_field_added_later_as_objects_keeps_its_shape():
 def test_a_column_changed_outside_the_pipeline_is_named_with_what_to_do():
     with pytest.raises(ReadBackError, match="`created_at`.*--full-refresh"):
         conform(pa.table({"created_at": ["not a time"]}), COLUMNS)
+
+
+def test_read_back_rows_keep_the_declared_nullability_so_dlt_sees_no_differing_hints():
+    """Warehouses hand every column back nullable; yielded so, the id and created_at differed
+    from the schema's hints and dlt warned at every full scan that loaded rows again."""
+    table = conform(duckdb_shape(), COLUMNS)
+
+    assert not table.schema.field("id").nullable
+    assert not table.schema.field("created_at").nullable
+    assert table.schema.field("tags").nullable and table.schema.field("score").nullable
+    empty = gathered([], COLUMNS, ["id", "email"])
+    assert not empty.schema.field("id").nullable and empty.schema.field("email").nullable
