@@ -100,7 +100,7 @@ def check_destination(destination: str) -> None:
             "--destination",
             f"rackwave dbt runs on {' and '.join(DBT_ADAPTERS)}, not {destination}",
             "For another warehouse, install its dbt adapter, add a target for it to a copy of "
-            "rackwave_dbt/profiles.yml and run `dbt build` (README, section dbt).")
+            "rackwave_dbt/profiles.yml and run `dbt build` (docs/integrations.md, dbt).")
 
 
 def existing_duckdb_file(duckdb_path: Optional[str]) -> str:
@@ -253,7 +253,7 @@ def build(runner: Any, folder: Path, extra: Sequence[str], load_hint: str) -> Db
         advice = (f"The tables are not there: load them first ({load_hint})."
                   if outcome.missing_table else
                   "Models downstream of a failure were skipped. See each one with `dbt build "
-                  f"--select <name>` in {folder} (README, section dbt), fix the data or the "
+                  f"--select <name>` in {folder} (docs/integrations.md, dbt), fix the data or the "
                   "model, and run again.")
         raise DbtBuildFailed(
             f"dbt build failed: {len(outcome.failed)} failed, {sum(outcome.passed.values())} "

@@ -80,7 +80,7 @@ def missing_extra(exc: BaseException) -> Optional[MissingExtraError]:
 
 
 def validate_destination(name: str) -> str:
-    """A destination this project supports and tests (see the README, one section each)."""
+    """A destination this project supports and tests (docs/destinations.md, one section each)."""
     return validate_choice("destination", name, DESTINATIONS) or "duckdb"
 
 
@@ -114,7 +114,7 @@ def missing_destination_setting(destination: str, exc: Any) -> ConfigurationErro
         f"the {destination} destination is missing {fields}",
         f"Set it in .dlt/secrets.toml under [{where}] or in the environment variable "
         f"{where.upper().replace('.', '__')} ({examples.get(destination, 'see dlt docs')}); "
-        "see the README's section on this destination.",
+        "see docs/destinations.md, the section on this destination.",
     )
 
 

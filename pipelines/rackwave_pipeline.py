@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the loaded schema to DIR/rackwave.schema.yaml (dlt's export)")
     parser.add_argument("--json", action="store_true",
                         help="print the run's summary, or its failure, as one JSON document on "
-                             "stdout (messages stay on stderr; format in the README)")
+                             "stdout (messages stay on stderr; format in docs/operations.md)")
     return parser
 
 

@@ -1,5 +1,5 @@
 """How a run of the command ends: an exit code, a line for people on stderr, and with ``--json``
-one JSON document on stdout for schedulers and alerting (the format is in the README, "JSON
+one JSON document on stdout for schedulers and alerting (the format is in docs/operations.md, "JSON
 output").
 
 Every way a run can end goes through ``failure_of`` (or is a success), so the exit code, the

@@ -111,7 +111,7 @@ class SandboxConfig:
             ``meta.total`` trails the data by ``count_lag`` plus a number drawn
             uniformly from ``0..count_lag_jitter`` (a seeded RNG, reset by
             ``/_admin/reset``), as a count served by lagging replicas would.
-            The README's assumption is a constant lag; this breaks it on purpose.
+            docs/api-assumptions.md assumes a constant lag; this breaks it on purpose.
         page_cap: The most records this server puts on one page, whatever
             ``per_page`` asks for (``None``: the documented 100). Like many
             real servers, it says so: ``meta.per_page`` and ``last_page`` are

@@ -68,7 +68,7 @@ class ListEndpoint:
 
     def _server_clock(self) -> int:
         """The server's time on the answer just received (``Date``), in microseconds; this
-        machine's clock for a server that sends no ``Date`` (the README lists the assumption)."""
+        machine's clock for a server that sends no ``Date`` (docs/api-assumptions.md lists the assumption)."""
         answered = self.client.answered_at()
         return micros(answered if answered is not None else utc_now())
 

@@ -150,7 +150,7 @@ class CountMismatch(RackwaveTransientError):
 
     Raised at the end of the resource's read, so nothing of the run is loaded (the cursor and the
     tables stay as they were): exit 0 must mean exact. Run again; if it persists, the API's
-    paging or count is not what the README's assumptions say.
+    paging or count is not what docs/api-assumptions.md says.
     """
 
     def __init__(self, resource: str, held: int, counted: int, offset: int) -> None:
@@ -160,7 +160,8 @@ class CountMismatch(RackwaveTransientError):
             f"Rackwave `{resource}`: a full scan would leave {held:,} rows in the warehouse but the "
             f"API counts {counted:,}{learned}, and nothing this run saw explains the difference. "
             "Nothing was loaded for this run; run again, and if it persists, the API's paging or "
-            "count breaks the README's assumptions (see 'What exit 0 guarantees')."
+            "count breaks the assumptions of docs/api-assumptions.md (see docs/exactness.md, 'What "
+            "exit 0 guarantees')."
         )
         self.resource = resource
         self.held = held

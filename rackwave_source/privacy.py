@@ -83,7 +83,7 @@ class _Digests:
 def hash_value(key: Union[str, bytes], value: Any, column: str,
                normalization: str = S.DEFAULT_HASH_NORMALIZATION) -> Optional[str]:
     """What the warehouse holds for ``value`` in the hashed column ``column``: for joins and
-    lookups of your own (the README shows the same recipe in plain Python)."""
+    lookups of your own (docs/privacy.md shows the same recipe in plain Python)."""
     raw = key.encode("utf-8") if isinstance(key, str) else key
     return _Digests(raw, normalization, column)([value])[0]
 

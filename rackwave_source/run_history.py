@@ -13,7 +13,7 @@ every destination. A merge is idempotent, on every destination and with nothing 
 staged row and one merge statement per run.
 
 New or updated. The source knows the ids it read, not which of them the warehouse had. Records
-are created at the top of the list with an immutable ``created_at`` (the README's assumptions),
+are created at the top of the list with an immutable ``created_at`` (docs/api-assumptions.md),
 so the records created after the cursor the run started from are the new ones; every other
 record read is an existing one read again and merged (changed or not). Counted on the pages as
 they are read (one Arrow comparison per page: no measurable cost, see benchmarks/README.md),

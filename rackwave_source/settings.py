@@ -1,7 +1,8 @@
 """Every literal the connector relies on, in one place.
 
 Values documented by the Rackwave API reference are marked "documented"; values the reference is
-silent about are marked "assumed" and listed in the README, each one setting away from change.
+silent about are marked "assumed" and listed in docs/api-assumptions.md, each one setting away
+from change.
 """
 
 from __future__ import annotations

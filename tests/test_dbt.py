@@ -119,7 +119,7 @@ def test_rackwave_dbt_on_duckdb_models_the_live_records_of_a_flag_mode_load(
 
 
 def test_plain_dbt_build_with_the_shipped_profile_reads_the_demo_file(sandbox, tmp_path, dbt_bin):
-    """README: load, then `cd rackwave_dbt && dbt build`; ../rackwave_data.duckdb, schema rackwave. The
+    """docs/integrations.md, dbt: load, then `cd rackwave_dbt && dbt build`; ../rackwave_data.duckdb, schema rackwave. The
     load left columns out (exclude_columns): the models keep them, NULL."""
     environment = dbt_environment(tmp_path, dbt_bin, sandbox,
                                   SOURCES__RACKWAVE__EXCLUDE_COLUMNS='["phone", "address"]')

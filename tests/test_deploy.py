@@ -130,7 +130,8 @@ def test_github_action_runs_the_script_on_schedule_with_the_package_installed(de
 @pytest.mark.xfail(strict=True, reason=(
     "dlt 1.31 bug: serialize_templated_yaml's regex (\\${{.+)\\n.+(}}) joins a secret's line with "
     "the next one, so two short secret lines in a row become one: SOURCES__RACKWAVE__CLIENT_ID: "
-    "${{ secrets.SOURCES__RACKWAVE__CLIENT_ID }} }} and no CLIENT_SECRET (README says how to fix)"))
+    "${{ secrets.SOURCES__RACKWAVE__CLIENT_ID }} }} and no CLIENT_SECRET (docs/integrations.md "
+    "says how to fix)"))
 def test_github_action_workflow_maps_both_secrets(deployable):
     deploy(deployable, "github-action", "--schedule", "*/30 * * * *")
     repo: Path = deployable["repo"]  # type: ignore[assignment]

@@ -1,7 +1,7 @@
 """dlt's own tools on the `rackwave` command's pipeline, run from the folder the command ran in:
 `dlt pipeline rackwave info` / `trace`, `dlt.attach("rackwave").dataset()` and the dashboard
 (`dlt pipeline rackwave show`) all see the DuckDB file the command wrote, never a new
-`rackwave.duckdb` (dlt's default name, which the command cannot use: see the README).
+`rackwave.duckdb` (dlt's default name, which the command cannot use: see docs/integrations.md).
 
 Each test loads the sandbox with the real command in a subprocess, then runs dlt's tool as a
 subprocess in the same folder, with the same dlt data folder (where the pipeline's state is).
@@ -135,7 +135,7 @@ def free_port() -> int:
 
 def test_the_dashboard_serves_and_opens_the_commands_file(sandbox, tmp_path):
     """`dlt pipeline rackwave show` starts dlt's dashboard app with marimo; in dlt 1.31 the
-    command itself also insists on `dlt[hub]` (see the README), so this starts the very command
+    command itself also insists on `dlt[hub]` (see docs/integrations.md), so this starts the very command
     line it builds (dlt's run_dashboard_command), on a free port, headless."""
     pytest.importorskip("marimo", reason="the dashboard needs marimo and ibis-framework")
     pytest.importorskip("ibis", reason="the dashboard needs marimo and ibis-framework")

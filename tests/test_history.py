@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
+import doc_pages
 from support import DATASET, assert_equals_api
 from warehouses import DeltaWarehouse, DuckDBWarehouse, PostgresWarehouse
 
@@ -88,15 +89,16 @@ def test_a_lead_through_status_changes_and_a_deletion(sandbox_factory, make_load
 
 
 def readme_queries() -> Dict[str, str]:
-    """The SQL blocks of README's History section, by their first comment line."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("\n## History\n", 1)[1].split("\n## ", 1)[0]
+    """The SQL blocks of the History section of docs/tables-and-history.md, by their first
+    comment line."""
+    section = doc_pages.section("tables-and-history.md", "History")
     blocks = [b.split("```", 1)[0] for b in section.split("```sql\n")[1:]]
     return {b.splitlines()[0].lstrip("- ").strip(): b for b in blocks}
 
 
 def assert_readme_queries_answer(loader: Any, lead: str, statuses: List[str]) -> None:
-    """README's example queries run as printed and tell the lead's story."""
+    """The documented example queries (docs/tables-and-history.md, History) run as printed and
+    tell the lead's story."""
     queries = readme_queries()
     assert set(queries) == {"time in status per lead", "weekly status transitions",
                             "deleted leads"}

@@ -1,6 +1,6 @@
 """A randomized model of the API: Hypothesis drives the sandbox and the connector through random
 sequences of server behaviours and runs, and after every step the warehouse (a real DuckDB file)
-must equal the API's records, with only the README's documented exceptions, tracked exactly.
+must equal the API's records, with only the documented exceptions (docs/exactness.md), tracked exactly.
 
 What one example is: a sandbox of a few dozen records, settings chosen once (the `rackwave`
 command or a user's plain dlt code, ``per_page``, ``lookback``, ``bad_records``, ``history =
@@ -27,7 +27,7 @@ columns as HMAC-SHA256 of the trimmed, for emails lower-cased, value):
 
 * full scan ("How the warehouse stays equal to the API", "A busy account"):
   - a record in the API for the whole run and not changed during it: present, current values.
-    Exception (README, "Assumptions": a count that trails by a *varying* amount can hide one
+    Exception (docs/api-assumptions.md: a count that trails by a *varying* amount can hide one
     record slid between two pages): with ``count_lag_jitter`` on and deletions during the run,
     such a record may stay as it was in ``W`` (absent, or its old values) until the next full
     scan;
@@ -47,7 +47,7 @@ columns as HMAC-SHA256 of the trimmed, for emails lower-cased, value):
   - a record created "now" (a fresh one: between runs without a ``created_at``, at the current
     instant, or during an earlier run) that is not in ``W`` must be loaded, current: "the cursor
     never moves past a record not yet read"; this holds below a future-dated record too (the
-    README's cursor is the newest ``created_at`` loaded; a future one must not hide the
+    documented cursor (docs/exactness.md) is the newest ``created_at`` loaded; a future one must not hide the
     records created after it: the lead's bug (b));
   - a backdated or future-dated record not in ``W`` may stay absent until a full scan ("a
     record inserted with a past ``created_at`` is still loaded by a full scan");
@@ -128,7 +128,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much])
 
-#: Environment of every run in this process: quick retries (the README's 8 attempts).
+#: Environment of every run in this process: quick retries (the 8 attempts of docs/configuration.md).
 RETRIES = {"RUNTIME__REQUEST_MAX_ATTEMPTS": "8", "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.01",
            "RUNTIME__REQUEST_MAX_RETRY_DELAY": "0.05"}
 
@@ -143,7 +143,7 @@ def _epoch(text: Any) -> int:
 
 
 def _hash(column: str, value: Any) -> Optional[str]:
-    """The README's recipe, written here independently: HMAC-SHA256 of the trimmed value (emails
+    """The recipe of docs/privacy.md, written here independently: HMAC-SHA256 of the trimmed value (emails
     also lower-cased) under the key, hex."""
     if value is None:
         return None
@@ -552,7 +552,7 @@ class ApiModel(RuleBasedStateMachine):
             problems += self._history_problems(got)
         if problems and final:
             raise AssertionError(
-                "the warehouse is not what the API and the README allow after an exit-0 run:\n  "
+                "the warehouse is not what the API and docs/exactness.md allow after an exit-0 run:\n  "
                 + "\n  ".join(problems[:8]) + f"\n({len(problems)} problems)\nsteps:\n  "
                 + "\n  ".join(self.log))
         if not problems:
@@ -568,7 +568,7 @@ class ApiModel(RuleBasedStateMachine):
         _, doubled = read_warehouse(self._duckdb)
         assert not doubled, f"a failed run left ids twice: {doubled}\nsteps:\n  " + "\n  ".join(self.log)
         if self.profile["count_lag_jitter"]:
-            # A count that varies from page to page is outside the README's assumptions (the
+            # A count that varies from page to page is outside docs/api-assumptions.md (the
             # coverage's proofs need a constant one): a run may fail loudly over it, again and
             # again. The plain rerun gets a server within them; the count still lags steadily.
             self.server.admin.configure(count_lag_jitter=0)

@@ -1,5 +1,5 @@
 """Operating the `rackwave` command: overlapping runs, signals, a DuckDB file someone else holds,
-and ``--json`` for schedulers and alerting (README, "Operations").
+and ``--json`` for schedulers and alerting (docs/operations.md).
 
 Every run is the command as a scheduler starts it (``python -m pipelines.rackwave_pipeline``, a
 real subprocess) against an in-process sandbox, into a real DuckDB file. Moments inside a run are

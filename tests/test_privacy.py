@@ -17,7 +17,8 @@ import pytest
 
 from rackwave_source import ConfigurationError
 from rackwave_source.privacy import Privacy, hash_value, validate_privacy
-from support import REPO, sandbox_ids
+import doc_pages
+from support import sandbox_ids
 from warehouses import PostgresWarehouse
 
 KEY = "k3y-for-tests-0123456789abcdef"
@@ -183,16 +184,15 @@ def test_postgres_holds_the_same_hashes_and_pgcrypto_reproduces_them(
 
         with psycopg2.connect(dsn) as con, con.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
-        found = loader.query(  # the README's SQL recipe
+        found = loader.query(  # the SQL recipe of docs/privacy.md
             "SELECT id FROM rackwave.leads WHERE email = encode(hmac(lower(btrim(?, "
             "E' \\t\\r\\n')), ?, 'sha256'), 'hex')", " Ada.Lovelace@EXAMPLE.com", KEY)
         assert found == [(people["lead"]["id"],)]
 
 
 def _readme_blocks() -> Dict[str, str]:
-    """The code blocks of the README's Privacy section, by language."""
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("\n## Privacy", 1)[1].split("\n## ", 1)[0]
+    """The code blocks of docs/privacy.md, by language."""
+    section = doc_pages.page("privacy.md")
     return {lang: code for lang, code in re.findall(r"```(\w+)\n(.*?)```", section, re.S)}
 
 
@@ -205,9 +205,9 @@ def test_the_readme_recipe_reproduces_the_stored_hashes(sandbox_factory, make_lo
 
     code = _readme_blocks()["python"].replace("your-hash-key-from-secrets-toml", KEY)
     scope: Dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - the documented recipe
+    exec(compile(code, "docs/privacy.md", "exec"), scope)  # noqa: S102 - the documented recipe
 
-    assert scope["rows"] == [(lead["id"],)]  # the DuckDB lookup of the README found the lead
+    assert scope["rows"] == [(lead["id"],)]  # the documented DuckDB lookup found the lead
     assert scope["rackwave_hash"](" Ada@EXAMPLE.com", KEY, email=True) == loader.row(
         "leads", lead["id"])["email"]
 

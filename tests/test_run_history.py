@@ -20,6 +20,7 @@ import pytest
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from rackwave_source import ServerError
+import doc_pages
 from support import command_environment
 from warehouses import Warehouse
 
@@ -165,10 +166,10 @@ def test_every_completed_run_leaves_one_row_per_resource(
     story(make_loader(sandbox, warehouse=warehouse), sandbox, tmp_path, warehouse, monkeypatch)
 
 
-def test_the_readme_documents_every_column_of_rackwave_runs():
+def test_the_docs_describe_every_column_of_rackwave_runs():
     from rackwave_source.schema import RUN_COLUMNS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("`rackwave_runs` (one row"):readme.index("## Scheduling")]
+    section = doc_pages.section("tables-and-history.md", "`rackwave_runs`")
     missing = [name for name in RUN_COLUMNS if f"`{name}`" not in section]
-    assert not missing, f"README's Tables section does not describe rackwave_runs.{missing}"
+    assert not missing, \
+        f"docs/tables-and-history.md, `rackwave_runs`, does not describe rackwave_runs.{missing}"

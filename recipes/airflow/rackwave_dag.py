@@ -13,7 +13,7 @@ task runs (never when Airflow parses this file):
   ``<dags folder>/.dlt/secrets.toml``;
 * ``DESTINATION__POSTGRES__CREDENTIALS`` (``postgresql://user:password@host:5432/db``), the same
   ways;
-* any other setting of the README (``SOURCES__RACKWAVE__FULL_SCAN_EVERY``, ...), the same ways.
+* any other setting of docs/configuration.md (``SOURCES__RACKWAVE__FULL_SCAN_EVERY``, ...), the same ways.
 
 Why Postgres and not a DuckDB file: Airflow runs each task on whichever worker is free, and dlt's
 helper gives every run a fresh temporary folder that it deletes afterwards. The data and the
@@ -21,7 +21,7 @@ pipeline's state (the incremental cursor) must live where every worker finds the
 server. dlt keeps the state in the destination with the data, so each run resumes from the right
 cursor although its local folder is new. (A DuckDB file works only with every task on one machine
 and an absolute path in DESTINATION__DUCKDB__CREDENTIALS; a relative path would land in the
-deleted temporary folder.) Any other dlt destination of the README works the same way: change
+deleted temporary folder.) Any other dlt destination of docs/destinations.md works the same way: change
 ``destination=`` and install its extra.
 
 Try it once, here, with no scheduler: ``airflow dags test rackwave``.

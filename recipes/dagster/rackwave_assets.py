@@ -18,7 +18,7 @@ folder:
   called here to list its tables as assets, and checks every setting then;
 * ``DESTINATION__DUCKDB__CREDENTIALS``: the DuckDB file (an absolute path is best; without it,
   ``rackwave.duckdb`` in the folder Dagster runs in);
-* any other setting of the README (``SOURCES__RACKWAVE__FULL_SCAN_EVERY``, ...).
+* any other setting of docs/configuration.md (``SOURCES__RACKWAVE__FULL_SCAN_EVERY``, ...).
 
 Why DuckDB here: Dagster's own deployment (``dagster dev``, or a daemon with the default run
 launcher) starts every run as a process on one machine, so a DuckDB file there is the simplest
