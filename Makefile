@@ -1,7 +1,8 @@
 # Two entry points for a fresh machine (Python >= 3.10 with venv):
 #   make demo   - set up .venv, start the local sandbox, load it into ./rackwave_data.duckdb, summarise
 #   make test   - set up .venv with the test tools (PostgreSQL's server programs when missing, the
-#                 BigQuery and Snowflake emulators' environments in .venv-recipes/ when missing),
+#                 environments of the emulators, the orchestrator recipes and dbt in
+#                 .venv-recipes/ when missing or stale),
 #                 type-check (mypy --strict), lint (ruff) and run the whole test suite
 #   make fuzz   - the randomized model of the API (tests/test_model.py) for RACKWAVE_MODEL_MINUTES
 #                 minutes (default 45) of random examples; prints how many ran clean.
@@ -19,11 +20,10 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 
+# .venv with the test tools, PostgreSQL's programs, and every tool's environment in .venv-recipes/
+# (emulators, orchestrator recipes, dbt), built side by side (scripts/setup-dev)
 setup-dev: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	scripts/ensure-postgres
-	cd tests && ../$(BIN)/python -m emulators.bigquery >/dev/null  # .venv-recipes/bigquery-emulator
-	cd tests && ../$(BIN)/python -m emulators.fake_snowflake >/dev/null  # .venv-recipes/fakesnow
+	PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup-dev
 
 demo: setup
 	$(BIN)/rackwave --sandbox

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from test_orchestrators import INSTALL_AND_RUN_TIMEOUT, installed_venv, orchestrator_environment, run
+from emulators.venv import INSTALL_AND_RUN_TIMEOUT, installed_venv
+from test_orchestrators import orchestrator_environment, run
 from warehouses import DuckDBWarehouse, PostgresWarehouse
 
 REPO = Path(__file__).resolve().parents[1]

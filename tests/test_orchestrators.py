@@ -18,12 +18,10 @@ change every other test of the suite.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -32,55 +30,11 @@ import pytest
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from support import Loader, assert_equals_api, command_environment, page_requests
-from emulators.venv import TOOL_VENVS, tool_venv
+from emulators.venv import INSTALL_AND_RUN_TIMEOUT, recipe_venv
 from warehouses import DuckDBWarehouse, PostgresWarehouse
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("leads", "contacts")
-#: the first run of an orchestrator installs it (30 to 60 s for Airflow from PyPI)
-INSTALL_AND_RUN_TIMEOUT = 900
-
-
-def recipe_venv(extra: str) -> Path:
-    """The bin folder of `.venv-recipes/<extra>`: a virtual environment with the project installed
-    with one extra, built if missing or made from another pyproject.toml."""
-    pyproject = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
-    return tool_venv(extra, ["-e", f"{REPO}[{extra}]"], fingerprint=pyproject,
-                     timeout=INSTALL_AND_RUN_TIMEOUT)
-
-
-#: what the wheel is built from: a change to any of it builds the installed environment again
-PACKAGED = ("pyproject.toml", "rackwave_source", "pipelines", "rackwave_sandbox", "rackwave_dbt")
-
-
-def installed_venv(extra: str) -> Path:
-    """The bin folder of `.venv-recipes/<extra>`: the project installed as a user installs it,
-    from its wheel with one extra (`pip install rackwave_source-*.whl[extra]`), never from the
-    checkout. The sdist and the wheel are built from the checkout as `python -m build` builds
-    them (the wheel from the sdist), again whenever a packaged file changed."""
-    def built_wheel() -> List[str]:
-        out = TOOL_VENVS / "dist"
-        shutil.rmtree(out, ignore_errors=True)
-        done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
-                               str(out), str(REPO)], capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        shutil.rmtree(REPO / "build", ignore_errors=True)
-        (wheel,) = out.glob("*.whl")
-        return [f"{wheel}[{extra}]"]
-
-    return tool_venv(extra, built_wheel, fingerprint=packaged_fingerprint(),
-                     timeout=INSTALL_AND_RUN_TIMEOUT)
-
-
-def packaged_fingerprint() -> str:
-    digest = hashlib.sha256()
-    for top in PACKAGED:
-        paths = [REPO / top] if (REPO / top).is_file() else sorted((REPO / top).rglob("*"))
-        for path in paths:
-            if path.is_file() and "__pycache__" not in path.parts and \
-                    path.suffix in (".py", ".toml", ".yml", ".sql", ".typed"):
-                digest.update(str(path.relative_to(REPO)).encode() + path.read_bytes())
-    return digest.hexdigest()
 
 
 def orchestrator_environment(tmp_path: Path, bin_dir: Path, sandbox: Any,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from emulators.venv import TOOL_VENVS
+from emulators.venv import INSTALL_AND_RUN_TIMEOUT, TOOL_VENVS
 from test_dbt import dbt_bin  # noqa: F401 - the installed environment, a fixture
-from test_orchestrators import INSTALL_AND_RUN_TIMEOUT, orchestrator_environment, run
+from test_orchestrators import orchestrator_environment, run
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(INSTALL_AND_RUN_TIMEOUT)
