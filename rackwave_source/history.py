@@ -131,6 +131,7 @@ class Versions:
         self.on = on
         self._batches: Optional[Batches] = None
         self._reconciled: Set[str] = set()
+        self._full_scan = False
 
     @classmethod
     def of(cls, resource: str, options: ValidatedOptions, destination: str) -> "Versions":
@@ -156,6 +157,7 @@ class Versions:
             yield from self._hints(full_scan=True)
 
     def _hints(self, full_scan: bool) -> Iterator[Any]:
+        self._full_scan = full_scan
         yield dlt.mark.with_hints([], dlt.mark.make_hints(
             table_name=self.table, write_disposition=scd2(),  # type: ignore[arg-type]
             columns={S.PRIMARY_KEY: {"merge_key": not full_scan, "nullable": False}},
@@ -194,16 +196,21 @@ class Versions:
         if ids:
             yield from self.add(loaded.rows(ids))
 
-    def flush(self) -> Iterator[Any]:
+    def flush(self, empty: Optional[pa.Table] = None) -> Iterator[Any]:
+        """The last versions. A full scan that loaded none (every record gone from the API, or
+        a list the server shows empty) loads ``empty`` all the same: dlt's scd2 merge runs only
+        for a table in the load, and it is what closes every version still open. Without it the
+        current-state table lost every row and the history kept them all current."""
         if self._batches is not None:
-            yield from self._batches.flush(None)
+            last = with_row_hash(empty) if self._full_scan and empty is not None else None
+            yield from self._batches.flush(last)
 
 
 def with_row_hash(records: pa.Table) -> pa.Table:
     """The records without the connector's and dlt's columns, with their row hash."""
     records = records.drop_columns([n for n in records.column_names if n.startswith(OWN_PREFIXES)])
     field = pa.field(S.HISTORY_ROW_HASH, pa.string(), nullable=False)
-    return records.append_column(field, row_hashes(records))
+    return records.append_column(field, row_hashes(records).cast(pa.string()))  # 0 rows: null
 
 
 def row_hashes(records: pa.Table) -> pa.Array:

@@ -81,7 +81,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     yield from reading.read(batch.add)
     yield from batch.flush(empty_table(spec.columns, deleted_at_column(flag)) if run.first_run
                            else None)  # the table exists: a run with nothing new writes no file
-    yield from versions.flush()
+    yield from versions.flush(empty_table(spec.columns))  # closes all on an empty full scan
     reading.quarantine.close()
     http_after = client.stats(spec.path)
     scan, deletions, tally = reading.scan, reading.deletions, reading.tally

@@ -88,6 +88,26 @@ def test_a_lead_through_status_changes_and_a_deletion(sandbox_factory, make_load
     assert_readme_queries_answer(loader, lead, [v[1] for v in history[lead]])
 
 
+def test_a_full_scan_that_finds_every_contact_gone_closes_every_version(sandbox_factory,
+                                                                          make_loader, where):
+    """Found by the randomized model: with every contact gone (or a server that shows the list
+    empty), the full scan emptied `contacts` but its history load held no row, so dlt's scd2
+    merge never ran and every version stayed current."""
+    server = sandbox_factory(leads=20, contacts=6)
+    loader = make_loader(server, warehouse=where, history="scd2")
+    loader.run()
+    for contact in server.admin.ids("contacts"):
+        server.admin.delete("contacts", contact)
+
+    loader.run(full_scan=True)
+
+    assert loader.count("contacts") == 0
+    history = versions(loader, "contacts_history")
+    assert len(history) == 6 and all(v[-1][3] is not None for v in history.values())
+    assert current(versions(loader)) == {r["id"]: r["status"]
+                                         for r in server.admin.records("leads")}
+
+
 def readme_queries() -> Dict[str, str]:
     """The SQL blocks of the History section of docs/tables-and-history.md, by their first
     comment line."""

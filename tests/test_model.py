@@ -809,6 +809,46 @@ def test_found_a_future_record_hides_later_records_from_incremental_runs() -> No
            ("step", [("leads", "now", 3, 0)], None, "incremental", QUIET))
 
 
+def test_found_an_empty_full_scan_left_every_history_version_open() -> None:
+    """Found: the server's count trailing by one hid the last contact, so the list came back
+    empty; the full scan rightly emptied ``contacts``, but its history load held no row, dlt's
+    scd2 merge never ran for ``contacts_history`` and every version stayed current (fixed: a full
+    scan with no version loads an empty table, ``history.Versions.flush``)."""
+    replay(dict(per_page=5, leads=53, bad_records="fail", hashing=False, lookback="0s",
+                contacts=24, seed=176, history=True, via="command"),
+           ("step", [], None, "full", QUIET),
+           ("step", [("contacts", "future", 9, 404), ("contacts", "tie_middle", 9, 3201)], None,
+            "incremental",
+            {**QUIET, "error_rate": 0.05, "token_ttl": 1.0, "churn_creates": 1.0,
+             "revoke_after": 0.4, "triggers": [("/v1/leads", 1, "update", 3, 416744),
+                                               ("/v1/contacts", 1, "insert", 2, 141578)]}),
+           ("step", [("leads", "tie_top", 9, 112)], None, "full",
+            {**QUIET, "faults": [
+                {"count": 1, "path": "/v1/contacts", "retry_after": 0, "kind": "502_html",
+                 "after": 1},
+                {"retry_after": 0, "path": "/v1/leads", "count": 2, "after": 1, "kind": "429"},
+                {"kind": "drop", "count": 3, "path": "/v1/leads", "after": 5, "retry_after": 0}],
+             "triggers": [("/v1/leads", 2, "delete_newest", 3, 369)]}),
+           ("step", [("contacts", "delete", 12, 101), ("leads", "bad_middle", 4, 343)], None,
+            "full",
+            {**QUIET, "churn_creates": 0.5, "churn_deletes": 1.0, "faults": [
+                {"retry_after": 0, "count": 2, "path": "/v1/leads", "kind": "429", "after": 0},
+                {"after": 3, "count": 1, "kind": "502_html", "path": "/v1/leads",
+                 "retry_after": 0},
+                {"path": "/v1/leads", "kind": "truncate", "count": 2, "retry_after": 0,
+                 "after": 0}],
+             "triggers": [("/v1/contacts", 2, "delete_middle", 1, 1078)]}),
+           ("step", [], None, "full",
+            {**QUIET, "error_rate": 0.05, "churn_deletes": 0.3,
+             "triggers": [("/v1/contacts", 2, "delete_newest", 3, 290088),
+                          ("/v1/contacts", 3, "delete_middle", 2, 103892)]}),
+           ("step", [], (3, 1, 0), "full",
+            {**QUIET, "drop_rate": 0.05, "revoke_after": 0.05,
+             "faults": [{"retry_after": 0, "count": 3, "after": 5, "path": "/v1/contacts",
+                         "kind": "500"}],
+             "triggers": [("/v1/leads", 2, "update", 3, 1000000)]}))
+
+
 def test_found_history_open_versions_differ_from_the_table_after_incremental_runs() -> None:
     """Found: with history on, an incremental run repaired by a full scan in the same run kept the
     incremental run's history hints (merge key `id`), so the versions of records the repair
