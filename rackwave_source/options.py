@@ -234,6 +234,8 @@ def validate_rate(value: object) -> Optional[float]:
         rate = float(str(value))
     except ValueError:
         rate = -1.0
+    if rate == 0:  # "0" as text too (a value from the environment)
+        return None
     if not rate > 0:
         raise ConfigurationError(
             "max_requests_per_second",
