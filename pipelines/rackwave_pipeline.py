@@ -53,6 +53,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from rackwave_source import settings as S
 from rackwave_source import RESOURCES, rackwave_source
 from rackwave_source.recovery import prepare_resume, set_aside_other_warehouse
+from rackwave_source.warehouse import quiet_dlt
 from rackwave_source.options import validate_resources
 from rackwave_source.drift import contract_error
 from rackwave_source.exceptions import (
@@ -433,17 +434,10 @@ class SwitchSaidOnce(logging.Filter):
                     or message.startswith("The state staging destination"))
 
 
-def quiet_dlt_messages() -> None:
-    """Installs the command's filters on dlt's logger (once per process)."""
-    dlt_logger = logging.getLogger("dlt")
-    if not any(isinstance(f, SwitchSaidOnce) for f in dlt_logger.filters):
-        dlt_logger.addFilter(SwitchSaidOnce())
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv is None:  # the process is this command (console script, python -m)
         spare_the_collector()
-    quiet_dlt_messages()
+    quiet_dlt(SwitchSaidOnce)  # once per process (rackwave_source/warehouse.py)
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["check"]:  # `rackwave check`: imported here, off a plain run's path
         from pipelines.check import check_main

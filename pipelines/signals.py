@@ -26,6 +26,8 @@ from typing import Any, Iterator, Optional
 
 from dlt.common.runtime.signals import was_signal_received
 
+from rackwave_source.warehouse import dlt_quiet
+
 #: exit code of a run stopped by signal N: 128 + N, as a shell reports a process killed by it
 SIGNAL_EXIT_BASE = 128
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -118,12 +120,10 @@ def stop_on_signals() -> Iterator[None]:
     except ValueError:  # not the main thread
         yield
         return
-    quiet, dlt_logger = _QuietStop(), logging.getLogger("dlt")
-    dlt_logger.addFilter(quiet)
     _stopping = False
     try:
-        yield
+        with dlt_quiet(_QuietStop):
+            yield
     finally:
         for handled, handler in previous.items():
             signal.signal(handled, handler)
-        dlt_logger.removeFilter(quiet)

@@ -206,7 +206,7 @@ def quiet_dlt(kind: type) -> None:
 
 
 @contextlib.contextmanager
-def _dlt_quiet(kind: type) -> Iterator[None]:
+def dlt_quiet(kind: type) -> Iterator[None]:
     """A filter of ``kind`` on dlt's logger while the body runs."""
     dlt_filter, dlt_logger = kind(), logging.getLogger("dlt")
     dlt_logger.addFilter(dlt_filter)
@@ -338,7 +338,7 @@ class LoadedTable:
             for chunk in relation.where(S.PRIMARY_KEY, "in", ids[at:at + _IDS_PER_QUERY])
             .iter_arrow(chunk_size=_CHUNK)
         )
-        with _dlt_quiet(_JsonAsText):
+        with dlt_quiet(_JsonAsText):
             return gathered(chunks, self.declared)
 
 
