@@ -37,29 +37,23 @@ from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.schema import Schema
 from dlt.common.schema.utils import normalize_schema_name
-from dlt.common.versioned_state import json_decode_state
 from dlt.destinations.dataset import get_destination_clients
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from rackwave_source import RESOURCES
 from rackwave_source import settings as S
-from rackwave_source.cursor import (
-    STATE_CURSOR,
-    STATE_LAST_FULL_SCAN,
-    ScanPlan,
-    from_iso,
-    plan_scan,
-    utc_now,
-)
-from rackwave_source.decode import Page
-from rackwave_source.endpoint import ListEndpoint
+from rackwave_source.dlt_internals import read_local_state
+from rackwave_source.read.cursor import STATE_CURSOR, STATE_LAST_FULL_SCAN, ScanPlan, plan_scan
+from rackwave_source.timestamps import from_iso, utc_now
+from rackwave_source.api.decode import Page
+from rackwave_source.api.endpoint import ListEndpoint
 from rackwave_source.exceptions import ConfigurationError, RackwaveError, RackwaveTransientError
 from rackwave_source.options import ValidatedOptions, validate_resources
-from rackwave_source.paging import plan_blocks
-from rackwave_source.requested_scans import RequestedScans
+from rackwave_source.read.paging import plan_blocks
+from rackwave_source.read.scan_requests import RequestedScans
 from rackwave_source.resources import reading_of
-from rackwave_source.verdicts import STATE_COUNT_OFFSET
+from rackwave_source.warehouse.verdicts import STATE_COUNT_OFFSET
 
 from pipelines.run_report import EXIT_CONFIG, EXIT_FATAL, EXIT_TEMPORARY
 from pipelines.destinations import (
@@ -83,8 +77,6 @@ EXIT_OK = 0
 #: ``status`` of the ``--json`` document per exit code (the run's words for its failures)
 STATUSES = {EXIT_OK: "ok", EXIT_FATAL: "failed", EXIT_CONFIG: "bad_settings",
             EXIT_TEMPORARY: "temporary_failure"}
-#: dlt's local state file in a pipeline's working folder (``Pipeline.STATE_FILE``)
-LOCAL_STATE_FILE = "state.json"
 FULL_SCAN = "full scan"
 #: raised when the --json document changes incompatibly (as ``rackwave --json``'s)
 JSON_FORMAT_VERSION = 1
@@ -113,7 +105,7 @@ class ResourceCheck:
     seconds_estimated: bool
     page1_latency_ms: float  # the API's latency the time rests on: the fastest page 1
     #: records the API counts and does not list in this view, as the last full scan measured
-    #: them (a count steadily off, or records older than start_date): rackwave_source/verdicts.py
+    #: them (a count steadily off, or records older than start_date): rackwave_source/warehouse/verdicts.py
     count_offset: int = 0
     asked_per_page: int = 0  # the page size asked for (per_page above is the API's own)
 
@@ -279,12 +271,7 @@ def run_state(destination: str, duckdb_file: Optional[str], dataset: str, pipeli
 
 def local_state(folder: str) -> Mapping[str, Any]:
     """The state in the pipeline's working folder, read as a file (no pipeline is made)."""
-    try:
-        with open(os.path.join(folder, LOCAL_STATE_FILE), encoding="utf-8") as file:
-            found: Any = json_decode_state(file.read())
-    except FileNotFoundError:
-        return {}
-    return found if isinstance(found, dict) else {}
+    return read_local_state(folder)
 
 
 def stored_state(destination: str, duckdb_file: Optional[str], dataset: str,

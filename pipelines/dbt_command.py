@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination.reference import Destination
 
+from rackwave_source.dlt_internals import bound_configuration
 from rackwave_source.exceptions import (
     ConfigurationError,
     MissingExtraError,
@@ -122,8 +123,7 @@ def postgres_values() -> Dict[str, str]:
     """The Postgres credentials a run uses (dlt's ``destination.postgres.credentials``)."""
     factory: Any = Destination.from_reference("postgres")
     try:
-        credentials: Any = factory.configuration(
-            factory.spec()._bind_dataset_name(dataset_name=DEFAULT_DATASET)).credentials
+        credentials: Any = bound_configuration(factory, DEFAULT_DATASET).credentials
     except ConfigFieldMissingException as exc:
         raise missing_destination_setting("postgres", exc) from None
     values = {var: str(getattr(credentials, name) or "") for name, var in PG_VARS.items()}

@@ -2,7 +2,7 @@
 announces, the rate, and an ETA where one can honestly be given.
 
 One object, :class:`RunProgress`, is both the source's progress observer
-(``rackwave_source.progress.Progress``: pages, phases) and a dlt collector (passed as
+(``rackwave_source.read.progress.Progress``: pages, phases) and a dlt collector (passed as
 ``dlt.pipeline(progress=...)``: dlt's normalize and load steps), so the source finds it on the
 running pipeline and a user's own code can pass it the same way. Two ways to show it:
 
@@ -34,9 +34,10 @@ from typing import Any, Callable, Deque, Dict, List, Optional, TextIO, Tuple
 from dlt.common.runtime.collector import NullCollector
 from dlt.common.runtime.collector_base import Collector
 
-from rackwave_source.cursor import ScanPlan, to_iso
+from rackwave_source.read.cursor import ScanPlan
+from rackwave_source.timestamps import to_iso
 from rackwave_source.exceptions import ConfigurationError
-from rackwave_source.progress import PHASE_DELETIONS, PHASE_HOLES, PHASE_TOP
+from rackwave_source.read.progress import PHASE_DELETIONS, PHASE_HOLES, PHASE_TOP
 
 #: seconds between plain lines when not on a terminal (``RACKWAVE_PROGRESS_INTERVAL`` overrides)
 DEFAULT_INTERVAL_S = 5.0
@@ -184,7 +185,7 @@ class ResourceProgress:
 # -- the display -----------------------------------------------------------------------------------
 class RunProgress(Collector):
     """Shows a run's progress on ``stream`` (see the module docstring); a dlt collector and a
-    ``rackwave_source.progress.Progress``."""
+    ``rackwave_source.read.progress.Progress``."""
 
     def __init__(self, stream: Optional[TextIO] = None, live: Optional[bool] = None,
                  interval_s: Optional[float] = None,
@@ -207,7 +208,7 @@ class RunProgress(Collector):
     def __deepcopy__(self, memo: Dict[int, Any]) -> "RunProgress":
         return self  # dlt copies its collector with a pipeline; a display stays one
 
-    # -- rackwave_source.progress.Progress (called by the scan's thread) --------------------------
+    # -- rackwave_source.read.progress.Progress (called by the scan's thread) --------------------------
     def started(self, resource: str, plan: ScanPlan) -> None:
         state = ResourceProgress(resource, plan, self.clock())
         state.meter.sample(state.started_at, 0, 0)

@@ -3,7 +3,7 @@
     rackwave push leads --query "SELECT name, email, phone FROM rackwave.scored_leads"
     rackwave push leads --from-file new_leads.csv --dry-run
 
-The command is a shell over the source's destination (``rackwave_source.push_destination``):
+The command is a shell over the source's destination (``rackwave_source.push.destination``):
 
 1. it takes the lock of the warehouse pipeline (the push log is written through it) and of the
    push pipeline, and finishes a load either left pending;
@@ -38,10 +38,10 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from rackwave_source import settings as S
-from rackwave_source.push import UNCHANGED, outcome_counts, settled_rows
-from rackwave_source.push_destination import RackwavePush, push_log_chunks, push_target
-from rackwave_source.push_journal import PushJournal
-from rackwave_source.push_rows import PushRow, ignored_columns, prepare_row
+from rackwave_source.push.sender import UNCHANGED, outcome_counts, settled_rows
+from rackwave_source.push.destination import RackwavePush, push_log_chunks, push_target
+from rackwave_source.push.journal import PushJournal
+from rackwave_source.push.rows import PushRow, ignored_columns, prepare_row
 
 from pipelines.destinations import DESTINATIONS, make_destination, validate_destination
 from pipelines.push_input import Rows, read_file, read_query, seed_journal

@@ -18,7 +18,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from rackwave_source import settings as S
 from rackwave_source.exceptions import ConfigurationError
-from rackwave_source.push_journal import Outcome, PushJournal
+from rackwave_source.push.journal import Outcome, PushJournal
 
 Rows = List[Dict[str, Any]]
 _LOG_COLUMNS = ("row_key", "email", "status", "lead_id", "errors", "content_hash", "pushed_at",

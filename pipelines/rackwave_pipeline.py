@@ -52,14 +52,11 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from rackwave_source import settings as S
 from rackwave_source import RESOURCES, rackwave_source
-from rackwave_source.recovery import prepare_resume, set_aside_other_warehouse
-from rackwave_source.warehouse import quiet_dlt
+from rackwave_source.warehouse.recovery import prepare_resume, set_aside_other_warehouse
+from rackwave_source.warehouse.target import quiet_dlt
 from rackwave_source.options import validate_resources
-from rackwave_source.drift import contract_error
-from rackwave_source.exceptions import (
-    ConfigurationError,
-    RackwaveError,
-)
+from rackwave_source.rows.drift import contract_error
+from rackwave_source.exceptions import ConfigurationError, RackwaveError
 
 from pipelines.destinations import (
     DESTINATIONS,
@@ -437,7 +434,7 @@ class SwitchSaidOnce(logging.Filter):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv is None:  # the process is this command (console script, python -m)
         spare_the_collector()
-    quiet_dlt(SwitchSaidOnce)  # once per process (rackwave_source/warehouse.py)
+    quiet_dlt(SwitchSaidOnce)  # once per process (rackwave_source/warehouse/target.py)
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["check"]:  # `rackwave check`: imported here, off a plain run's path
         from pipelines.check import check_main

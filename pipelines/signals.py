@@ -26,7 +26,7 @@ from typing import Any, Iterator, Optional
 
 from dlt.common.runtime.signals import was_signal_received
 
-from rackwave_source.warehouse import dlt_quiet
+from rackwave_source.warehouse.target import dlt_quiet
 
 #: exit code of a run stopped by signal N: 128 + N, as a shell reports a process killed by it
 SIGNAL_EXIT_BASE = 128

@@ -1,6 +1,6 @@
 """The end-of-run summary: what a person wants to know at a glance after a scheduled load.
 
-Its figures are the run's rows in ``rackwave_runs`` (``rackwave_source/run_history.py``), which
+Its figures are the run's rows in ``rackwave_runs`` (``rackwave_source/warehouse/runs_table.py``), which
 the run loaded with its data; only the rows each table has now are counted.
 """
 
@@ -13,9 +13,9 @@ import dlt
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from rackwave_source import settings as S
-from rackwave_source.lake import is_lake, lake_table
-from rackwave_source.run_history import run_row
-from rackwave_source.scan_run import RunRecord
+from rackwave_source.warehouse.lake import is_lake, lake_table
+from rackwave_source.warehouse.runs_table import run_row
+from rackwave_source.warehouse.runs_table import RunRecord
 from rackwave_source.schema import RUN_COLUMNS
 
 
@@ -38,7 +38,7 @@ class TableSummary:
     token_renewals: int = 0
     api_total: Optional[int] = None
     load_id: Optional[str] = None
-    #: the run's check of itself (rackwave_source/verdicts.py): exact, churn, short, over
+    #: the run's check of itself (rackwave_source/warehouse/verdicts.py): exact, churn, short, over
     verdict: Optional[str] = None
     rows_held: Optional[int] = None
     count_offset: Optional[int] = None
@@ -52,7 +52,7 @@ def _read_back(pipeline: dlt.Pipeline, load_ids: Mapping[str, str],
 
     On SQL destinations, one client and one connection for both (opening a DuckDB connection
     costs ~10 ms, a client resolving its configuration ~5 ms more). Lake tables are read from
-    their own metadata and files (``rackwave_source/lake.py``).
+    their own metadata and files (``rackwave_source/warehouse/lake.py``).
     """
     rows: List[Dict[str, Any]] = []
     counts: Dict[str, int] = {}

@@ -1,6 +1,6 @@
 """Rackwave Platform API source for dlt: leads and contacts, incremental, merged on id."""
 
-from .exceptions import (
+from rackwave_source.exceptions import (
     ApiError,
     AuthenticationError,
     BadRequestError,
@@ -19,8 +19,8 @@ from .exceptions import (
     ValidationError,
     WarehouseUnavailableError,
 )
-from .settings import RESOURCE_NAMES as RESOURCES
-from .source import rackwave_source
+from rackwave_source.settings import RESOURCE_NAMES as RESOURCES
+from rackwave_source.source import rackwave_source
 
 __all__ = [
     "RESOURCES",

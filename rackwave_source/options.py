@@ -25,9 +25,9 @@ from dlt.common.configuration.exceptions import (
     ValueNotSecretException,
 )
 
-from . import settings as S
-from .exceptions import ConfigurationError
-from .privacy import Privacy
+from rackwave_source import settings as S
+from rackwave_source.exceptions import ConfigurationError
+from rackwave_source.rows.privacy import Privacy
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -53,7 +53,7 @@ class ValidatedOptions:
     ca_bundle: Optional[str]
     max_requests_per_second: Optional[float]
     privacy: Privacy = Privacy()  # hash_columns, exclude_columns (privacy.py); holds the key
-    history: str = S.DEFAULT_HISTORY  # "scd2": also keep <resource>_history (history.py)
+    history: str = S.DEFAULT_HISTORY  # "scd2": also keep <resource>_history (warehouse/versions.py)
 
 
 def is_loopback(host: str) -> bool:

@@ -15,18 +15,24 @@ from typing import Any, Callable, Iterator, Optional
 
 import pyarrow as pa
 
-from .cursor import ScanPlan
-from .deletions import DeletionCounts, Reconciliation, reconcile
-from .endpoint import ListEndpoint
-from .history import Versions
-from .options import ValidatedOptions
-from .progress import Progress
-from .quarantine import QuarantineLedger
-from .run_history import NewRows
-from .scan import Scan
-from .scan_run import ScanRun
-from .settings import ResourceSpec
-from .verdicts import SHORT, Tally, held_after_full_scan, held_after_incremental, judge
+from rackwave_source.read.cursor import ScanPlan
+from rackwave_source.warehouse.deletions import DeletionCounts, Reconciliation, reconcile
+from rackwave_source.api.endpoint import ListEndpoint
+from rackwave_source.warehouse.versions import Versions
+from rackwave_source.options import ValidatedOptions
+from rackwave_source.read.progress import Progress
+from rackwave_source.warehouse.quarantine_table import QuarantineLedger
+from rackwave_source.warehouse.runs_table import NewRows
+from rackwave_source.read.scan import Scan
+from rackwave_source.scan_run import ScanRun
+from rackwave_source.settings import ResourceSpec
+from rackwave_source.warehouse.verdicts import (
+    SHORT,
+    Tally,
+    held_after_full_scan,
+    held_after_incremental,
+    judge,
+)
 
 logger = logging.getLogger("rackwave_source")
 #: turns a page's records into the items dlt receives (``resources._Batches.add``)
@@ -85,7 +91,7 @@ class Reading:
                 yield self.quarantine.item(kept.rejected, self.run.started_at)
             self.fresh.add(kept.records)
             yield from sink(kept.records)
-            yield from self.versions.add(kept.records)  # <resource>_history (history.py)
+            yield from self.versions.add(kept.records)  # <resource>_history (warehouse/versions.py)
         deletions = DeletionCounts()
         if plan.full_scan:
             for table in reconcile(self.endpoint, scan, self.spec.lookup_fields, self.how,

@@ -12,39 +12,41 @@ import logging
 from typing import Any, Dict, Iterator, Optional, Tuple
 
 import dlt
-import numpy as np
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from . import settings as S
-from .arrow_shape import ArrowBatch, empty_table, json_as_text
-from .client import RackwaveClient
-from .decode import PageReader
-from .deletions import Reconciliation, deleted_at_column
-from .endpoint import ListEndpoint
-from .exceptions import ConfigurationError
-from .history import Versions
-from .history import declare as declare_history
-from .options import ValidatedOptions
-from .privacy import check_state
-from .quarantine import QUARANTINE_KEY, QUARANTINE_TABLE
-from .reading import Reading
-from .run_history import current_load_id, history_item
-from .run_history import declare as declare_run_history
-from .progress import Progress
-from .scan_run import ScanRun
-from .verdicts import check
-from .warehouse import (
+from rackwave_source import settings as S
+from rackwave_source.rows.arrow_shape import ArrowBatch, empty_table, json_as_text
+from rackwave_source.api.client import RackwaveClient
+from rackwave_source.api.decode import PageReader
+from rackwave_source.warehouse.deletions import Reconciliation, deleted_at_column
+from rackwave_source.api.endpoint import ListEndpoint
+from rackwave_source.dlt_internals import unstarted_generator
+from rackwave_source.exceptions import ConfigurationError
+from rackwave_source.warehouse.versions import Versions
+from rackwave_source.warehouse.versions import declare as declare_history
+from rackwave_source.options import ValidatedOptions
+from rackwave_source.rows.privacy import check_state
+from rackwave_source.rows.quarantine import QUARANTINE_KEY, QUARANTINE_TABLE
+from rackwave_source.reading import Reading
+from rackwave_source.warehouse.target import current_load_id
+from rackwave_source.warehouse.runs_table import history_item
+from rackwave_source.warehouse.runs_table import declare as declare_run_history
+from rackwave_source.read.progress import Progress
+from rackwave_source.scan_run import ScanRun
+from rackwave_source.warehouse.verdicts import check
+from rackwave_source.warehouse.target import (
     quiet_dlt,
     claim_state,
     warehouse_mark,
     check_duckdb_location,
-    current_pipeline,
     destination_kind,
     loader_hints,
     table_format,
 )
-from .schema import LOAD_ID, LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
+from rackwave_source.dlt_internals import active_pipeline
+from rackwave_source.schema import LOAD_ID_COLUMN, QUARANTINE_COLUMNS, TColumns
+from rackwave_source.warehouse.target import with_load_id
 
 
 def read_records(spec: S.ResourceSpec, client: RackwaveClient,
@@ -58,11 +60,11 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     account's tables exist, with their columns, before their first record (see
     ``arrow_shape.empty_table``); later runs with nothing new yield no rows at all.
     """
-    check_duckdb_location(current_pipeline())  # refuses before reading anything (warehouse.py)
+    check_duckdb_location(active_pipeline())  # refuses before reading anything (warehouse.py)
     destination = destination_kind()
     versions = Versions.of(spec.name, options, destination)  # refuses before reading anything
     state = dlt.current.resource_state()
-    claim_state(state, warehouse_mark(current_pipeline()), spec.name)  # warehouse.py
+    claim_state(state, warehouse_mark(active_pipeline()), spec.name)  # warehouse.py
     run = ScanRun(state, options, spec.name)
     check_state(run.state, options.privacy, spec.name, loaded=not run.first_run)  # privacy.py
     flag = options.deleted_records == "flag"
@@ -90,7 +92,7 @@ def read_records(spec: S.ResourceSpec, client: RackwaveClient,
     record = run.finish(scan, deletions, {k: http_after[k] - http_before[k] for k in http_after},
                         flagged, reading.fresh.count if reading.rows_new is None
                         else reading.rows_new, current_load_id(), tally)
-    yield history_item(spec.name, record)  # rackwave_runs, in the same package (run_history.py)
+    yield history_item(spec.name, record)  # rackwave_runs, in the same package (warehouse/runs_table.py)
     check(spec.name, tally, scan.plan.full_scan)  # exit 0 means exact (verdicts.py)
 
 
@@ -181,20 +183,6 @@ class _Batches:
         return dlt.mark.with_hints(table, dlt.mark.make_hints(columns=hints)) if hints else table
 
 
-def with_load_id(table: pa.Table) -> pa.Table:
-    """Every row stamped with the id of the load that brings it (``_dlt_load_id``), as dlt stamps
-    rows it builds from dicts, so dbt models can select what a load brought. Done here, not by
-    dlt's ``add_dlt_load_id`` setting, so a user's own pipeline gets it too."""
-    load_id = current_load_id()
-    if load_id is None:  # iterated outside a pipeline: no load
-        return table
-    if LOAD_ID in table.column_names:
-        table = table.drop_columns([LOAD_ID])
-    ids = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(table.num_rows, dtype=np.int8)), pa.array([load_id]))
-    return table.append_column(pa.field(LOAD_ID, ids.type, nullable=False), ids)
-
-
 def _layout(spec: S.ResourceSpec, kind: str) -> Tuple[TColumns, Dict[str, Any]]:
     """What BigQuery and Snowflake need to lay a table out for its queries, as hints: BigQuery
     partitions by the day of ``created_at`` and clusters on ``spec.cluster`` (as dlt's
@@ -279,8 +267,8 @@ def reading_of(resource: DltResource) -> Tuple[ListEndpoint, ValidatedOptions]:
     page 1 and plans the next run with exactly these, so its answer is the run's. They are the
     arguments of the resource's ``read_records`` generator, made by :func:`make_resource` and
     not started yet (``inspect`` reads an unstarted generator's arguments)."""
-    generator = getattr(getattr(resource, "_pipe", None), "gen", None)
-    if not inspect.isgenerator(generator) or generator.gi_code is not read_records.__code__ \
+    generator = unstarted_generator(resource)
+    if generator is None or generator.gi_code is not read_records.__code__ \
             or inspect.getgeneratorstate(generator) != inspect.GEN_CREATED:
         raise TypeError(f"`{resource.name}` is no unstarted resource of rackwave_source()")
     arguments = inspect.getgeneratorlocals(generator)

@@ -7,76 +7,29 @@ the end of a read is committed only with that load: a run that fails never advan
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Dict, List, MutableMapping, Optional
 
-from . import settings as S
-from .cursor import (
+from rackwave_source import settings as S
+from rackwave_source.read.cursor import (
     STATE_AHEAD_IDS,
     STATE_CURSOR_IDS,
-    micros,
     STATE_CURSOR,
     STATE_LAST_FULL_SCAN,
     ScanPlan,
-    from_iso,
-    from_micros,
     plan_scan,
-    to_iso,
-    utc_now,
 )
-from .deletions import DeletionCounts
-from .options import ValidatedOptions
-from .requested_scans import RequestedScans
-from .scan import Scan
-from .verdicts import Tally
-from .warehouse import current_pipeline
+from rackwave_source.timestamps import micros, from_iso, from_micros, to_iso, utc_now
+from rackwave_source.warehouse.deletions import DeletionCounts
+from rackwave_source.options import ValidatedOptions
+from rackwave_source.read.scan_requests import RequestedScans
+from rackwave_source.read.scan import Scan
+from rackwave_source.warehouse.verdicts import Tally
+from rackwave_source.dlt_internals import active_pipeline
+from rackwave_source.warehouse.runs_table import RunRecord
 
 STATE_LAST_RUN = "last_run"
 logger = logging.getLogger("rackwave_source")
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What one run of one resource did: ``state["last_run"]``, read by the summary."""
-
-    started_at: str
-    finished_at: str
-    mode: str  # "full_scan" or "incremental"
-    reason: str
-    previous_cursor: Optional[str]
-    cursor: Optional[str]
-    pages: int  # pages of the main pass
-    rereads: int  # pages read again: the top after a full scan, and holes
-    requests: int  # every request of this resource, retries and lookups included
-    rate_limited: int  # 429 answers
-    rows: int  # records loaded from the pages read
-    rows_repeated: int  # records pages showed twice because pages shifted (loaded once)
-    rows_recovered: int  # records found by re-reading holes
-    holes: int  # created_at ranges the main pass left unproven (each read again)
-    quiet: bool  # a full scan proven undisturbed: nothing created or deleted while it paged
-    deletion_candidates: int  # loaded rows a full scan did not see
-    deletions_confirmed: int  # of those, gone from the API (removed, or flagged)
-    still_there: int  # of those, found by a lookup and reloaded
-    undecided: int  # of those, kept as loaded: no lookup could tell
-    lookups: int  # records looked up through the API's search
-    flagged_deleted: int  # rows newly flagged deleted (deleted_records = "flag")
-    quarantined: int  # records set aside (bad_records = "quarantine")
-    retries: int = 0  # attempts retried after a 5xx, a network error or a bad body (token too)
-    token_renewals: int = 0  # tokens obtained again (expired, or refused with a 401)
-    rows_new: int = 0  # of ``rows``, records created after ``previous_cursor`` (see run_history)
-    api_total: Optional[int] = None  # the API's meta.total on the run's last read of page 1
-    load_id: Optional[str] = None  # the load package that carries this run
-    rows_future: int = 0  # records dated after the server's clock (the cursor stops at it)
-    rows_held: Optional[int] = None  # rows of the table after this run, flagged ones aside
-    quarantine_held: int = 0  # records set aside for quarantine that the API lists
-    count_offset: int = 0  # records the API counts and does not list (verdicts.py)
-    churn: int = 0  # changes the run saw while it read
-    verdict: Optional[str] = None  # exact, churn, short or over (verdicts.py)
-
-    @property
-    def rows_updated(self) -> int:
-        """Records read again and merged (changed or not): every row read that is not new."""
-        return self.rows - self.rows_new
 
 
 class ScanRun:
@@ -90,14 +43,14 @@ class ScanRun:
         self.lookback = options.lookback
         #: nothing of this resource was ever loaded by a finished run (no cursor in the state)
         self.first_run = state.get(STATE_CURSOR) is None
-        #: the cursor this run starts from: records created after it are new (run_history.py)
+        #: the cursor this run starts from: records created after it are new (warehouse/runs_table.py)
         self.previous_cursor: Optional[str] = state.get(STATE_CURSOR)
         #: the rows the last run left in the table (``verdicts.py``), None when not recorded
         held = (state.get(STATE_LAST_RUN) or {}).get("rows_held")
         self.previous_held: Optional[int] = held if isinstance(held, int) else None
-        #: ids an earlier run loaded above that cursor (``cursor.py``): not new when read again
+        #: ids an earlier run loaded above that cursor (``read/cursor.py``): not new when read again
         self.previous_ahead: List[str] = list(state.get(STATE_AHEAD_IDS) or {})
-        pipeline = current_pipeline()
+        pipeline = active_pipeline()
         self.requests = RequestedScans.of(pipeline) if pipeline is not None else None
         self.plan: ScanPlan = plan_scan(state, options, self.started_at,
                                         owed=self._owed(options.force_full_scan))
@@ -110,7 +63,7 @@ class ScanRun:
 
     def loaded_at_cursor(self) -> Optional[Dict[int, List[str]]]:
         """For an incremental run, the ids already loaded at the cursor and above it, by
-        ``created_at`` (``cursor.py``); a full scan keeps everything it reads (it must see every
+        ``created_at`` (``read/cursor.py``); a full scan keeps everything it reads (it must see every
         id)."""
         cursor = self.state.get(STATE_CURSOR)
         if self.plan.full_scan or self.lookback or cursor is None:
@@ -138,7 +91,7 @@ class ScanRun:
         self._set_ahead(read, micros(from_iso(self.state[STATE_CURSOR])))
 
     def _set_ahead(self, read: Scan, cursor_us: int) -> None:
-        """Remembers the records loaded above the cursor (``cursor.py``), with those remembered
+        """Remembers the records loaded above the cursor (``read/cursor.py``), with those remembered
         before that are still above it; forgets them all when there are too many to list (they
         are merged again: never lost, never doubled)."""
         if read.ahead is None:
@@ -159,7 +112,7 @@ class ScanRun:
             self.state[STATE_CURSOR_IDS] = ids
 
     def _owed(self, asked_now: bool) -> Optional[str]:
-        """When a full scan asked for earlier is still owed (see ``requested_scans.py``)."""
+        """When a full scan asked for earlier is still owed (see ``read/scan_requests.py``)."""
         if self.requests is None:
             return None
         if asked_now:

@@ -82,7 +82,7 @@ QUARANTINE_COLUMNS: TColumns = {
     "last_seen_at": _timestamp(),
 }
 
-# One row per resource per completed run (run_history.py), written in the load it describes.
+# One row per resource per completed run (warehouse/runs_table.py), written in the load it describes.
 # Keyed on (load_id, resource) and merged, so a package loaded twice (dlt resuming a killed load,
 # a job run again) still leaves one row per run on every destination.
 

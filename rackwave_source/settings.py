@@ -12,7 +12,7 @@ from typing import Dict, Optional, Tuple
 
 from dlt.common.schema.typing import TSchemaContractDict
 
-from .schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
+from rackwave_source.schema import CONTACT_COLUMNS, LEAD_COLUMNS, TColumns
 
 SOURCE_NAME = "rackwave"
 
@@ -131,7 +131,7 @@ LOOKUP_MAX_PAGES = 3
 # Rows per Arrow item handed to dlt (dlt's per-item overhead; see resources._Batches).
 ARROW_BATCH_ROWS = 20_000
 
-# One row per resource per completed run, in the dataset beside the data (run_history.py).
+# One row per resource per completed run, in the dataset beside the data (warehouse/runs_table.py).
 RUNS_TABLE = "rackwave_runs"
 
 # The loader file format each table of the source asks for, by destination (a ``file_format``
@@ -145,7 +145,7 @@ LOADER_FILE_FORMATS: Dict[str, str] = {"bigquery": "jsonl", "snowflake": "jsonl"
 LOADER_FORMAT_CONFIG_KEY = "normalize.loader_file_format"
 
 # history = "scd2": each resource also keeps ``<resource>_history``, every observed version of a
-# record with dlt's scd2 validity columns (history.py); "off" keeps the current state only.
+# record with dlt's scd2 validity columns (warehouse/versions.py); "off" keeps the current state only.
 HISTORY_MODES: Tuple[str, ...] = ("off", "scd2")
 DEFAULT_HISTORY = "off"
 HISTORY_SUFFIX = "_history"
@@ -189,7 +189,7 @@ SETTINGS: Dict[str, str] = {
     "schema_contract": "evolve or freeze",
     "history": "off or scd2",
 }
-# The settings only `rackwave push` reads (push_destination.py), from the same section.
+# The settings only `rackwave push` reads (push/destination.py), from the same section.
 PUSH_SETTINGS: Dict[str, str] = {
     "push_concurrency": "a whole number from 1 to 64",
     "push_batch_size": "a whole number from 1 to 10000",
@@ -241,7 +241,7 @@ MAX_QUARANTINE_KEYS = 10_000
 
 
 # ---- Reverse ETL: ``rackwave push leads`` (POST /leads) -------------------------------------
-# Documented body fields of POST /leads (name and email required: push_rows.py checks them);
+# Documented body fields of POST /leads (name and email required: push/rows.py checks them);
 # ``status`` is in the documented example body only.
 PUSH_FIELDS: Tuple[str, ...] = ("name", "email", "phone", "company", "source", "status", "tags")
 LEAD_SOURCES: Tuple[str, ...] = ("api", "website", "referral", "manual")  # documented

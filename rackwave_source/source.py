@@ -10,9 +10,9 @@ from dlt.common.typing import TSecretStrValue
 from dlt.extract.resource import DltResource
 from dlt.extract.source import DltSource
 
-from . import settings as S
-from .client import RackwaveClient
-from .options import (
+from rackwave_source import settings as S
+from rackwave_source.api.client import RackwaveClient
+from rackwave_source.options import (
     ValidatedOptions,
     parse_duration,
     parse_timestamp,
@@ -27,11 +27,11 @@ from .options import (
     validate_rate,
     validate_wait,
 )
-from .recovery import prepare_resume, set_aside_other_warehouse
-from .warehouse import current_pipeline
-from .privacy import validate_privacy
-from .progress import Progress
-from .resources import make_resource
+from rackwave_source.warehouse.recovery import prepare_resume, set_aside_other_warehouse
+from rackwave_source.dlt_internals import active_pipeline
+from rackwave_source.rows.privacy import validate_privacy
+from rackwave_source.read.progress import Progress
+from rackwave_source.resources import make_resource
 
 _NEVER = ("", "never", "off", "none", "false")
 logger = logging.getLogger("rackwave_source")
@@ -48,7 +48,7 @@ def rackwave_source(*args: Any, **kwargs: Any) -> DltSource:
     written by loads into another warehouse, and repairs what a killed run left for dlt to
     resume (``recovery.py``).
     """
-    pipeline = current_pipeline()
+    pipeline = active_pipeline()
     if pipeline is not None:  # ``pipeline.run(rackwave_source())``: made before the source
         set_aside_other_warehouse(pipeline)
         prepare_resume(pipeline)
@@ -120,7 +120,7 @@ def _rackwave_source(
             ``trim`` or ``none``: what is done to a value before it is hashed.
         exclude_columns: Columns never loaded.
         history: ``scd2``: also keep ``<resource>_history``, every observed version of a
-            record with dlt's validity columns (``history.py``); ``off`` (default): don't.
+            record with dlt's validity columns (``warehouse/versions.py``); ``off`` (default): don't.
         progress: An object told of each resource's pages and phases (``progress.Progress``),
             not a setting; by default the running pipeline's collector when it is one.
     """

@@ -10,7 +10,7 @@ import pytest
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from rackwave_source import AuthenticationError
-from rackwave_source.client import RackwaveClient
+from rackwave_source.api.client import RackwaveClient
 from support import sandbox_ids
 
 TOKEN = "POST /v1/auth/token"

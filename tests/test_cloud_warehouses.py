@@ -23,7 +23,7 @@ from support import DATASET, assert_equals_api, command_environment
 from test_history import assert_intervals_chain, versions
 from test_faults import change_records
 from test_plain_dlt_crashes import Rows, UserCode
-from rackwave_source.privacy import hash_value
+from rackwave_source.rows.privacy import hash_value
 from test_privacy import KEY, PRIVATE, _assert_hashed, _person
 from test_push import CREDENTIALS, leads_by_email, new_leads
 

@@ -97,8 +97,8 @@ import inspect  # noqa: E402
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from rackwave_source import settings as S  # noqa: E402
-from rackwave_source.source import _rackwave_source  # noqa: E402
+from rackwave_source import settings as S
+from rackwave_source.source import _rackwave_source
 
 #: A value each setting refuses: if the error names the setting, the value reached it.
 REFUSED = {

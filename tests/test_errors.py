@@ -14,7 +14,7 @@ from rackwave_source import (
     ServerError,
     ValidationError,
 )
-from rackwave_source.client import RackwaveClient
+from rackwave_source.api.client import RackwaveClient
 from support import sandbox_ids
 
 

@@ -4,7 +4,7 @@ End to end against the sandbox (records changed and deleted through its admin AP
 on the suite's Postgres: a lead through several status changes, full scans between, then its
 deletion; an incremental run that adds new records and closes nothing; a run that changes
 nothing; ``deleted_records = "flag"``; the filesystem destination refused before anything is
-read; and a run killed while loading, resumed exact (``rackwave_source/history.py``).
+read; and a run killed while loading, resumed exact (``rackwave_source/warehouse/versions.py``).
 """
 
 from __future__ import annotations

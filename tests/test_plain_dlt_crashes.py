@@ -11,7 +11,7 @@ the second reads the API again. So after at most two reruns both tables equal th
 every run, the killed one included, no id is in a table twice. What makes it hold
 (``rackwave_source/``): every run merges on ``id``, full scans too, so a package loaded twice or
 a job run again changes nothing; a full scan asked for and killed stays owed
-(``requested_scans.py``); a package left between normalize's two renames is repaired
+(``read/scan_requests.py``); a package left between normalize's two renames is repaired
 (``recovery.py``). The kill points are in ``KILL_POINTS`` (``tests/test_crashes.py`` explains
 where dlt keeps a run's work).
 """

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from rackwave_source import ConfigurationError
-from rackwave_source.privacy import Privacy, hash_value, validate_privacy
+from rackwave_source.rows.privacy import Privacy, hash_value, validate_privacy
 import doc_pages
 from support import sandbox_ids
 from warehouses import PostgresWarehouse

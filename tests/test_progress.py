@@ -21,7 +21,7 @@ import dlt
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from rackwave_source import rackwave_source
-from rackwave_source.cursor import ScanPlan
+from rackwave_source.read.cursor import ScanPlan
 from support import command_environment
 
 CREDENTIALS = {"SOURCES__RACKWAVE__CLIENT_ID": DEMO_CLIENT_ID,

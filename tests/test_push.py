@@ -257,7 +257,7 @@ def test_bad_input_is_named_before_anything_is_sent(tmp_path, sandbox, monkeypat
 def test_a_users_own_dlt_pipeline_pushes_through_the_destination(tmp_path, sandbox, monkeypatch):
     import dlt
 
-    from rackwave_source.push_destination import rackwave_push
+    from rackwave_source.push.destination import rackwave_push
 
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)

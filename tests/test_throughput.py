@@ -12,8 +12,8 @@ import math
 import pytest
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-from rackwave_source.client import RackwaveClient
-from rackwave_source.decode import PageReader
+from rackwave_source.api.client import RackwaveClient
+from rackwave_source.api.decode import PageReader
 from rackwave_source.schema import LEAD_COLUMNS
 from rackwave_source.settings import LEADS_PATH
 from support import page_requests, pages_for, sandbox_ids

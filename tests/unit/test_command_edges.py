@@ -11,7 +11,7 @@ import pytest
 from pipelines import signals
 from pipelines.dbt_command import work_paths
 from pipelines.rackwave_pipeline import SwitchSaidOnce
-from rackwave_source.warehouse import STATE_WAREHOUSE, claim_state
+from rackwave_source.warehouse.target import STATE_WAREHOUSE, claim_state
 
 
 def record(message: str, level: int = logging.WARNING) -> logging.LogRecord:

@@ -6,8 +6,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
-from rackwave_source.coverage import NEG_INF, Coverage
-from rackwave_source.decode import Page
+from rackwave_source.read.coverage import NEG_INF, Coverage
+from rackwave_source.api.decode import Page
 
 PER_PAGE = 3
 US = 1_000_000

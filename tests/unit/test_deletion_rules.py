@@ -1,4 +1,4 @@
-"""The small rules a full scan settles unseen rows with (``rackwave_source/deletions.py``): which
+"""The small rules a full scan settles unseen rows with (``rackwave_source/warehouse/deletions.py``): which
 loaded ids the scan saw, and what a lookup searches for. No server, no warehouse."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rackwave_source.deletions import _contains, _terms
+from rackwave_source.warehouse.deletions import _contains, _terms
 
 HASHES = st.lists(st.integers(-(2 ** 63), 2 ** 63 - 1), max_size=60)
 

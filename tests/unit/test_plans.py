@@ -7,9 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rackwave_source.cursor import STATE_CURSOR, STATE_LAST_FULL_SCAN, micros, plan_scan, to_iso
+from rackwave_source.read.cursor import STATE_CURSOR, STATE_LAST_FULL_SCAN, plan_scan
+from rackwave_source.timestamps import micros, to_iso
 from rackwave_source.options import ValidatedOptions
-from rackwave_source.paging import plan_blocks
+from rackwave_source.read.paging import plan_blocks
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 

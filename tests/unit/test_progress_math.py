@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 import pytest
 
 from pipelines.progress import RateMeter, RunProgress, duration, eta_s, fraction
-from rackwave_source.cursor import ScanPlan
+from rackwave_source.read.cursor import ScanPlan
 from rackwave_source.exceptions import ConfigurationError
-from rackwave_source.progress import PHASE_DELETIONS
+from rackwave_source.read.progress import PHASE_DELETIONS
 
 FULL = ScanPlan(True, None, "first run")
 CURSOR = datetime(2026, 5, 1, 10, 0, tzinfo=timezone.utc)

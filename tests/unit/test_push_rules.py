@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from rackwave_source import settings as S
-from rackwave_source.push_journal import PushJournal
-from rackwave_source.push_rows import ignored_columns, prepare_row
+from rackwave_source.push.journal import PushJournal
+from rackwave_source.push.rows import ignored_columns, prepare_row
 
 SEPARATORS = S.DEFAULT_PUSH_PHONE_SEPARATORS
 GOOD = {"name": " Jane Smith ", "email": "Jane@Company.com", "phone": "+44 7700 900000",

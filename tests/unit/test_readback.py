@@ -1,5 +1,5 @@
 """Rows read back from a warehouse come back in the shape they were loaded in, whatever shape
-the warehouse hands them over in (``rackwave_source/readback.py``; no warehouse needed)."""
+the warehouse hands them over in (``rackwave_source/warehouse/readback.py``; no warehouse needed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from rackwave_source.readback import ReadBackError, conform, conformed, gathered
+from rackwave_source.warehouse.readback import ReadBackError, conform, conformed, gathered
 from rackwave_source.schema import LEAD_COLUMNS
 
 COLUMNS = {**LEAD_COLUMNS, "score": {"data_type": "bigint"}, "_dlt_id": {"data_type": "text"},

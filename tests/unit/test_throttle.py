@@ -1,4 +1,4 @@
-"""The shared request budget (rackwave_source.throttle.Throttle) on a fake clock.
+"""The shared request budget (rackwave_source.api.throttle.Throttle) on a fake clock.
 
 No real time passes: ``FakeClock`` is both the throttle's clock and its sleep. By default a sleep
 moves the clock on, like one worker calling one request after the other; with
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rackwave_source.throttle import Throttle
+from rackwave_source.api.throttle import Throttle
 
 T0 = 1000.0  # a monotonic clock is rarely 0; starting elsewhere catches "0 means unset" slips
 
