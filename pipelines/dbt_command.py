@@ -41,7 +41,8 @@ from rackwave_source.exceptions import (
 )
 
 from pipelines.destinations import locked_duckdb_file, missing_destination_setting
-from pipelines.rackwave_pipeline import DEFAULT_DATASET, DEFAULT_DUCKDB_FILE, own_duckdb_file
+from pipelines.cli import Command
+from pipelines.common import DEFAULT_DATASET, DEFAULT_DUCKDB_FILE, own_duckdb_file
 from pipelines.run_report import EXIT_CONFIG, EXIT_FATAL, EXIT_LOADED, EXIT_TEMPORARY
 
 #: the dbt project shipped with the command: ``rackwave_dbt/`` beside ``pipelines/``, in a checkout
@@ -272,32 +273,34 @@ def summary(built: DbtOutcome, fresh: DbtOutcome) -> str:
 
 
 # -- the command --------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rackwave dbt",
-        description="Build and test the dbt project (rackwave_dbt/) on the warehouse `rackwave` "
-                    "loads: dbt build, then dbt source freshness. Arguments after `--` go to dbt "
-                    "build (e.g. -- --select stg_rackwave__leads).",
-    )
-    parser.add_argument("--destination", default="duckdb",
-                        help=f"the warehouse the load wrote: {' or '.join(DBT_ADAPTERS)}")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET,
-                        help="the dataset (schema) the load wrote; the models are built in it")
-    parser.add_argument("--duckdb-file", default=None,
-                        help=f"the DuckDB file the load wrote (default ./{DEFAULT_DUCKDB_FILE})")
-    parser.add_argument("--project-dir", default=None,
-                        help="the dbt project (default: the one shipped with the command); dbt "
-                             "writes target/ and logs/ in ./rackwave_dbt/")
-    return parser
-
-
-def dbt_main(argv: Sequence[str]) -> int:
-    """``rackwave dbt ...``: 0 built and tested, 1 a model or test failed, 2 settings, 75 the
+class DbtCommand(Command):
+    """``rackwave dbt``: 0 built and tested, 1 a model or test failed, 2 settings, 75 the
     warehouse unreachable or locked."""
-    arguments = list(argv)
-    split = arguments.index("--") if "--" in arguments else len(arguments)
-    args = build_parser().parse_args(arguments[:split])
-    extra = arguments[split + 1:]
+
+    name = "dbt"
+    description = ("Build and test the dbt project (rackwave_dbt/) on the warehouse `rackwave` "
+                   "loads: dbt build, then dbt source freshness. Arguments after `--` go to dbt "
+                   "build (e.g. -- --select stg_rackwave__leads).")
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--destination", default="duckdb",
+                            help=f"the warehouse the load wrote: {' or '.join(DBT_ADAPTERS)}")
+        parser.add_argument("--dataset", default=DEFAULT_DATASET,
+                            help="the dataset (schema) the load wrote; the models are built in it")
+        parser.add_argument("--duckdb-file", default=None,
+                            help=f"the DuckDB file the load wrote (default ./{DEFAULT_DUCKDB_FILE})")
+        parser.add_argument("--project-dir", default=None,
+                            help="the dbt project (default: the one shipped with the command); "
+                                 "dbt writes target/ and logs/ in ./rackwave_dbt/")
+        parser.add_argument("dbt_args", nargs="*", metavar="-- DBT_BUILD_ARGS",
+                            help="arguments for dbt build, after `--`")
+
+    def execute(self, args: argparse.Namespace) -> int:
+        return build_and_test(args, list(args.dbt_args))
+
+
+def build_and_test(args: argparse.Namespace, extra: List[str]) -> int:
+    """dbt build, then dbt source freshness, on the warehouse the load wrote."""
     try:
         folder = project_dir(args.project_dir)
         check_destination(args.destination)

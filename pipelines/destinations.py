@@ -6,8 +6,7 @@ them and the layout each warehouse rewards:
 * DuckDB and MotherDuck: parquet files, bulk-loaded (the fastest path, see benchmarks/).
 * Postgres: CSV files and COPY. dlt's CSV writer cannot carry an Arrow list, so ``tags`` (and
   any list or object column) is handed over as JSON text, which COPY parses into the ``jsonb``
-  column the schema declares: 2x faster and half the memory of INSERT statements (110k rows in
-  5.1 s instead of 10.1 s; peak RSS 219 MB instead of 404 MB).
+  column the schema declares: faster and lighter than INSERT statements (benchmarks/README.md).
 * BigQuery and Snowflake: JSONL, which carries ``tags`` into a JSON / VARIANT column (the source
   asks for it, ``settings.LOADER_FILE_FORMATS``, so plain dlt code gets it too). BigQuery tables
   are partitioned by ``created_at`` day and clustered by ``status`` (leads); Snowflake's leads
@@ -46,12 +45,12 @@ DEFAULT_LAKE_FORMAT = "delta"
 #: dlt config key of the lake format, beside the bucket_url it applies to
 LAKE_FORMAT_KEY = "destination.filesystem.lake_format"
 #: DuckDB's defaults (80 % of RAM, a thread per core) let its buffers grow with the table while
-#: it loads parquet: peak RSS went from 317 MB at 100,000 leads to 540 MB at 1,000,000. With these
-#: it stays flat and the 100,000-lead load is no slower (benchmarks/README.md); DuckDB spills to a
+#: it loads parquet, so peak RSS grew with the account. With these it stays flat and a load is no
+#: slower (benchmarks/README.md, peak RSS at 100,000 and 1,000,000 leads); DuckDB spills to a
 #: temp folder beside the file if a merge ever needs more. Given as PRAGMAs, not dlt's
 #: ``global_config``, which binds each value as a query parameter. (DuckDB's Python client imports
-#: pandas to bind any parameter, 0.11-0.13 s; dlt 1.31 binds its own on the first connection of
-#: every run, ``SET GLOBAL checkpoint_threshold = ?``, so every dlt run on DuckDB pays that.)
+#: pandas to bind any parameter; dlt 1.31 binds its own on the first connection of every run,
+#: ``SET GLOBAL checkpoint_threshold = ?``, so every dlt run on DuckDB pays that import.)
 DUCKDB_LOAD_PRAGMAS: List[str] = [
     "memory_limit='64MB'",
     "threads=1",

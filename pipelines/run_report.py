@@ -10,14 +10,12 @@ driver prints) at stderr while the run lasts.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional
 
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -95,26 +93,6 @@ def usage_failure(usage_text: str) -> Failure:
     lines = [line for line in usage_text.strip().splitlines() if line.strip()]
     message = lines[-1] if lines else "invalid arguments"
     return Failure(EXIT_CONFIG, USAGE_ERROR, message, usage_text)
-
-
-def parse_arguments(parser: argparse.ArgumentParser,
-                    argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    """``parser.parse_args``; with ``--json``, arguments it refuses (exit code 2) are reported as
-    a JSON document as well."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if "--json" not in arguments:
-        return parser.parse_args(arguments)
-    captured = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(captured):
-            return parser.parse_args(arguments)
-    except SystemExit as exc:
-        sys.stderr.write(captured.getvalue())
-        if exc.code:
-            print_document(run_document(
-                pipeline=None, destination=None, dataset=None, seconds=0.0, tables=[],
-                failure=usage_failure(captured.getvalue())))
-        raise
 
 
 def table_document(table: TableSummary) -> Dict[str, Any]:

@@ -15,12 +15,13 @@ import io
 import json
 import os
 import sys
-from typing import Any, Iterator, List, Sequence, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import dlt
 
 from pipelines.destinations import DESTINATIONS, make_destination, validate_destination
-from pipelines.rackwave_pipeline import (
+from pipelines.cli import Command
+from pipelines.common import (
     DEFAULT_DATASET,
     DEFAULT_DUCKDB_FILE,
     DEFAULT_PIPELINE,
@@ -41,27 +42,31 @@ class QueryRefused(Exception):
     """The warehouse refused a statement: its own first line says why."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rackwave sql",
-        description="Query what rackwave loaded, on the same warehouse and dataset (unqualified "
-                    "table names are the dataset's). No query: read statements ending in ';' "
-                    "from standard input (a shell on a terminal).")
-    parser.add_argument("query", nargs="?", help="one SQL statement")
-    parser.add_argument("--format", choices=FORMATS, default="table",
-                        help="table (default), csv (a header row) or json (a list of objects)")
-    parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS)
-    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema name")
-    parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE, help="dlt pipeline name")
-    parser.add_argument("--duckdb-file", default=None,
-                        help=f"DuckDB file (default ./{DEFAULT_DUCKDB_FILE})")
-    return parser
+class SqlCommand(Command):
+    """``rackwave sql``: exit code 0, every statement ran; 2, bad arguments, no loaded file, or
+    SQL the warehouse refused (its own message on stderr)."""
+
+    name = "sql"
+    description = ("Query what rackwave loaded, on the same warehouse and dataset (unqualified "
+                   "table names are the dataset's). No query: read statements ending in ';' "
+                   "from standard input (a shell on a terminal).")
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("query", nargs="?", help="one SQL statement")
+        parser.add_argument("--format", choices=FORMATS, default="table",
+                            help="table (default), csv (a header row) or json (a list of objects)")
+        parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS)
+        parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema name")
+        parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE, help="dlt pipeline name")
+        parser.add_argument("--duckdb-file", default=None,
+                            help=f"DuckDB file (default ./{DEFAULT_DUCKDB_FILE})")
+
+    def execute(self, args: argparse.Namespace) -> int:
+        return run_statements(args)
 
 
-def sql_main(argv: Sequence[str]) -> int:
-    """Exit code 0: every statement ran; 2: bad arguments, no loaded file, or SQL the
-    warehouse refused (its own message on stderr)."""
-    args = build_parser().parse_args(list(argv))
+def run_statements(args: argparse.Namespace) -> int:
+    """The query, or every statement read from standard input, one result each."""
     refused = 0
     try:
         pipeline = query_pipeline(args)

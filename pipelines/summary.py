@@ -50,8 +50,8 @@ def _read_back(pipeline: dlt.Pipeline, load_ids: Mapping[str, str],
     resource -> load id; a row that cannot be read is left out), and the rows each table has now
     (0 for a table not created yet, or when it cannot be counted).
 
-    On SQL destinations, one client and one connection for both (opening a DuckDB connection
-    costs ~10 ms, a client resolving its configuration ~5 ms more). Lake tables are read from
+    On SQL destinations, one client and one connection for both: opening a connection and
+    resolving a client's configuration cost more than the queries. Lake tables are read from
     their own metadata and files (``rackwave_source/warehouse/lake.py``).
     """
     rows: List[Dict[str, Any]] = []

@@ -27,7 +27,7 @@ from dlt.common.configuration.exceptions import (
 
 from rackwave_source import settings as S
 from rackwave_source.exceptions import ConfigurationError
-from rackwave_source.rows.privacy import Privacy
+from rackwave_source.rows.privacy import Privacy, validate_privacy
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -54,6 +54,7 @@ class ValidatedOptions:
     max_requests_per_second: Optional[float]
     privacy: Privacy = Privacy()  # hash_columns, exclude_columns (privacy.py); holds the key
     history: str = S.DEFAULT_HISTORY  # "scd2": also keep <resource>_history (warehouse/versions.py)
+    schema_contract: str = S.DEFAULT_SCHEMA_CONTRACT  # "freeze": drift fails the run
 
 
 def is_loopback(host: str) -> bool:
@@ -311,7 +312,7 @@ def unknown_settings(known: Collection[str], allowed_sections: Collection[str] =
     return messages
 
 
-SECRET_SETTINGS = ("client_id", "client_secret", "hash_key")  # never echoed in a message
+SECRET_SETTINGS = S.SECRET_SETTINGS  # never echoed in a message
 
 
 @contextmanager
@@ -334,6 +335,42 @@ def readable_setting_errors() -> Iterator[None]:
             f"Move it to .dlt/secrets.toml under [sources.{S.SOURCE_NAME}] or to the "
             f"environment variable SOURCES__{S.SOURCE_NAME.upper()}__{setting.upper()}.",
         ) from None
+
+
+_NEVER = ("", "never", "off", "none", "false")
+
+
+def validated_options(values: Mapping[str, Any]) -> ValidatedOptions:
+    """Every setting of the source checked, from ``values`` (name -> value as dlt resolved it,
+    for each setting of ``settings.SPEC`` the source reads; the credentials are checked where the
+    client is made). The first wrong one raises a :class:`ConfigurationError`."""
+    every = values["full_scan_every"]
+    return ValidatedOptions(
+        base_url=resolve_base_url(values["environment"], values["base_url"]),
+        per_page=validate_per_page(values["per_page"]),
+        start_date=parse_timestamp("start_date", values["start_date"]),
+        lookback=parse_duration("lookback", values["lookback"]),
+        full_scan_every=None if every is None or str(every).strip().lower() in _NEVER
+        else parse_duration("full_scan_every", every),
+        force_full_scan=bool(values["full_scan"]),
+        deleted_records=_choice(values, "deleted_records", S.DELETED_RECORDS_MODES),
+        bad_records=_choice(values, "bad_records", S.BAD_RECORDS_MODES),
+        lead_status=validate_choice("lead_status", values["lead_status"], S.LEAD_STATUSES),
+        lead_search=(values["lead_search"] or None),
+        max_rate_limit_wait=validate_wait(values["max_rate_limit_wait"]),
+        concurrency=validate_concurrency(values["concurrency"]),
+        max_requests_per_second=validate_rate(values["max_requests_per_second"]),
+        ca_bundle=validate_ca_bundle(values["ca_bundle"]),
+        privacy=validate_privacy(values["hash_columns"], values["hash_key"],
+                                 values["exclude_columns"], values["hash_normalization"]),
+        history=_choice(values, "history", S.HISTORY_MODES),
+        schema_contract=_choice(values, "schema_contract", S.SCHEMA_CONTRACTS),
+    )
+
+
+def _choice(values: Mapping[str, Any], name: str, choices: Sequence[str]) -> str:
+    """One of ``choices``; unset means the setting's default."""
+    return validate_choice(name, values[name], choices) or str(S.default(name))
 
 
 def _takes(setting: str, hint: Any) -> str:

@@ -109,7 +109,8 @@ def _hints(spec: S.ResourceSpec, destination: str, flag: bool) -> Any:
 def _stage_hints(kind: str) -> Dict[str, Any]:
     """On a local DuckDB file, the staged rows are declared unique, so dlt's merge skips the
     window that deduplicates them: it holds the whole staged table in the loading process's
-    memory (a first load or full scan of a million leads peaked at 729 MB instead of 342 MB).
+    memory, so a first load or full scan of a million leads would not stay flat in memory
+    (benchmarks/README.md, peak RSS).
     They are unique: a run yields every id once (``Scan`` drops repeats; deletions yield only ids
     the scan did not see). A killed load job run again on resume stages its rows twice: that is
     undone before dlt resumes (``recovery.unstage_started_jobs``)."""
@@ -119,8 +120,8 @@ def _stage_hints(kind: str) -> Dict[str, Any]:
 def _replaces(table: str, destination: str, run: ScanRun) -> bool:
     """Whether this run replaces the table instead of merging into it: on plain parquet files,
     which cannot merge (full scans only); and at the first load into DuckDB, which has nothing to
-    merge with, so the rows are copied into the table directly instead of staged first (load
-    0.65 -> 0.36 s for 110k rows). A killed first load resumed by dlt cannot double rows either:
+    merge with, so the rows are copied into the table directly instead of staged first (about
+    half the load step: benchmarks/README.md). A killed first load resumed by dlt cannot double rows either:
     the rows of the job that was running are removed first (``recovery.py``)."""
     if _cannot_merge(table, destination):
         _require_full_scan(table, run)
@@ -243,7 +244,7 @@ def make_resource(spec: S.ResourceSpec, client: RackwaveClient, options: Validat
                   progress: Progress | None = None) -> DltResource:
     """The dlt resource of one declared resource, merged on ``id``."""
     # dlt.resource(<a generator>) looks up its module with inspect.getmodule(<its frame>), whose
-    # first call maps the file of every module loaded (~1,100 realpaths: 30 ms of every run);
+    # first call maps the file of every module loaded (a realpath each, on every run);
     # told this file's module first, it finds it at once (the same answer).
     inspect.modulesbyfile.setdefault(inspect.getabsfile(read_records), __name__)
     resource = dlt.resource(read_records(spec, client, options, progress), name=spec.name)

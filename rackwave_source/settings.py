@@ -8,7 +8,7 @@ from change.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from dlt.common.schema.typing import TSchemaContractDict
 
@@ -111,8 +111,7 @@ MAX_CONCURRENCY = 64
 MIN_BLOCK_PAGES = 8
 # A full scan's worker fetches up to this many consecutive pages, then decodes them in one JSON
 # read and shapes them as one table: per-call overhead made decoding the largest CPU cost of a
-# 100-record page (~0.65 ms alone, ~0.25 ms when read 5 at a time). 8 measured best on the
-# benchmark (3: 3.5 s, 5: 3.2 s, 8: 3.0 s, 10: 3.0 s at 0 ms latency).
+# 100-record page read alone. 8 measured best on the benchmark (benchmarks/README.md).
 PAGES_PER_READ = 8
 
 # Re-reads after a pass (coverage.py, rereads.py). A hole's re-read starts REREAD_SLACK records
@@ -160,43 +159,6 @@ REQUEST_TIMEOUT_S = 60.0
 MAX_RATE_LIMIT_WAIT_S = 600.0
 # Retry-After is documented in seconds; a missing or unparsable header waits this long.
 DEFAULT_RETRY_AFTER_S = 1.0
-
-# Every setting of [sources.rackwave], with the values it accepts: what a message names when a
-# value has the wrong type, and how a misspelled key is recognised (tests/test_config.py checks
-# this table against the source's parameters).
-SETTINGS: Dict[str, str] = {
-    "client_id": "the API client id (a secret)",
-    "client_secret": "the API client secret (a secret)",
-    "environment": "production or sandbox",
-    "base_url": "an https URL (http only to loopback)",
-    "per_page": "a whole number from 1 to 100",
-    "start_date": "an ISO 8601 date or timestamp, e.g. 2026-01-31",
-    "lookback": "a duration: seconds, or a number with s, m, h, d or w, e.g. 1h",
-    "full_scan_every": "a duration (e.g. 24h), or never",
-    "full_scan": "true or false",
-    "deleted_records": "delete or flag",
-    "bad_records": "fail or quarantine",
-    "lead_status": "new, contacted, qualified, won or lost",
-    "lead_search": "any text",
-    "max_rate_limit_wait": "a number of seconds",
-    "concurrency": "a whole number from 1 to 64",
-    "max_requests_per_second": "a positive number",
-    "ca_bundle": "the path of a PEM file",
-    "hash_columns": 'a list of column names, e.g. ["email", "phone"]',
-    "hash_key": "the key of the hashes (a secret, at least 16 characters)",
-    "hash_normalization": "email, trim or none",
-    "exclude_columns": 'a list of column names, e.g. ["phone"]',
-    "schema_contract": "evolve or freeze",
-    "history": "off or scd2",
-}
-# The settings only `rackwave push` reads (push/destination.py), from the same section.
-PUSH_SETTINGS: Dict[str, str] = {
-    "push_concurrency": "a whole number from 1 to 64",
-    "push_batch_size": "a whole number from 1 to 10000",
-    "push_read_chunk_size": "a whole number from 1 to 100000",
-    "push_phone_separators": "the characters removed from a phone number before it is checked",
-    "push_journal": "the path of the push journal file (SQLite)",
-}
 
 # Hosts that may be reached over plain HTTP (the sandbox, local tests). Anything else needs HTTPS.
 LOOPBACK_HOSTS: Tuple[str, ...] = ("localhost", "::1")
@@ -257,7 +219,7 @@ DEFAULT_PUSH_CONCURRENCY = 16
 # Rows per call of the destination: dlt records progress after each call, and a killed push
 # goes through at most one batch again (its rows with an outcome cost no request: the journal).
 # Large, because a batch ends with its slowest row: one answer lost and retried after a backoff
-# holds up the whole batch (10,000 rows at 20 ms with 50 lost answers: 42 s in batches of 500).
+# holds up the whole batch, and small batches pay that wait many times (benchmarks/push.py).
 DEFAULT_PUSH_BATCH_SIZE = 5000
 MAX_PUSH_BATCH_SIZE = 10_000
 # Rows read from the query or file at a time (DB-API fetchmany): a push holds one chunk of rows,
@@ -290,3 +252,151 @@ PUSH_LOG_COLUMNS: TColumns = {
     "pushed_at": {"data_type": "timestamp", "timezone": True, "nullable": False},
     "load_id": {"data_type": "text"},  # the push's load package
 }
+
+
+# ---- Every setting, declared once ----------------------------------------------------------
+@dataclass(frozen=True)
+class Setting:
+    """One setting of ``[sources.rackwave]`` (``SOURCES__RACKWAVE__<NAME>``).
+
+    Declared once, in ``SPEC``: the rest is derived from it or checked against it by a test
+    (``tests/unit/test_settings_spec.py``): the source's and the push's signatures (names,
+    defaults, secrets), their validation (``options.validated_options``,
+    ``push/destination.py``), the unknown-key check, the messages for a wrong value, the
+    source's docstring and the tables of ``docs/configuration.md``."""
+
+    name: str
+    #: the value when none is set (None: unset); a secret has none
+    default: Any
+    #: the values a wrong value's message names
+    accepts: str
+    #: what it does (Markdown: docs/configuration.md's table, the source's docstring)
+    meaning: str
+    secret: bool = False
+    #: read by the source (``rackwave_source``) and/or by ``rackwave push`` (``rackwave_push``)
+    source: bool = True
+    push: bool = False
+    #: the docs' default when the value alone does not say it
+    shown_default: Optional[str] = None
+
+    @property
+    def default_text(self) -> str:
+        if self.shown_default is not None:
+            return self.shown_default
+        if self.secret:
+            return "required"
+        if self.default is None:
+            return "—"
+        shown = str(self.default).lower() if isinstance(self.default, bool) else self.default
+        return f"`{shown:g}`" if isinstance(shown, float) else f"`{shown}`"
+
+
+SPEC: Tuple[Setting, ...] = (
+    Setting("client_id", None, "the API client id (a secret)", "API client id (a secret)",
+            secret=True, push=True),
+    Setting("client_secret", None, "the API client secret (a secret)",
+            "API client secret (a secret)", secret=True, push=True),
+    Setting("environment", DEFAULT_ENVIRONMENT, "production or sandbox",
+            "`production` → `https://api.rackwave.io/v1`, `sandbox` → "
+            "`https://sandbox.api.rackwave.io/v1`", push=True),
+    Setting("base_url", None, "an https URL (http only to loopback)",
+            "overrides the environment; must be HTTPS unless loopback (127.0.0.0/8, localhost, "
+            "::1)", push=True),
+    Setting("per_page", DEFAULT_PER_PAGE, "a whole number from 1 to 100",
+            "records per request, 1..100"),
+    Setting("start_date", None, "an ISO 8601 date or timestamp, e.g. 2026-01-31",
+            "ISO date/timestamp; older records are never read"),
+    Setting("lookback", DEFAULT_LOOKBACK,
+            "a duration: seconds, or a number with s, m, h, d or w, e.g. 1h",
+            "incremental runs re-read this far behind the cursor (`90s`, `15m`, `2h`, `1d`)"),
+    Setting("full_scan_every", DEFAULT_FULL_SCAN_EVERY, "a duration (e.g. 24h), or never",
+            "a run becomes a full scan when the last one is older than this; `never` disables"),
+    Setting("full_scan", False, "true or false", "force a full scan (same as `--full-scan`)"),
+    Setting("deleted_records", DEFAULT_DELETED_RECORDS, "delete or flag",
+            "what a full scan does with records gone from the API (confirmed gone, see "
+            "[Exactness](exactness.md#how-the-warehouse-stays-equal-to-the-api)): `delete` "
+            "removes them; `flag` keeps them with `_rackwave_deleted_at` set"),
+    Setting("bad_records", DEFAULT_BAD_RECORDS, "fail or quarantine",
+            "a record that breaks the API contract (no `id` or `created_at`, a `created_at` that "
+            "is not a timestamp, a record that is not an object): `fail` stops the run before "
+            "anything loads; `quarantine` loads the rest and keeps it in `rackwave_quarantine` "
+            "with the reason. (Any other field of an unexpected type is drift: see "
+            "`schema_contract`.)"),
+    Setting("lead_status", None, "new, contacted, qualified, won or lost",
+            "only leads with this status (`new`, `contacted`, `qualified`, `won`, `lost`)"),
+    Setting("lead_search", None, "any text", "only leads matching this text (the API's `search`)"),
+    Setting("max_rate_limit_wait", MAX_RATE_LIMIT_WAIT_S, "a number of seconds",
+            "seconds one request may spend waiting on 429 answers before the run fails",
+            push=True),
+    Setting("concurrency", DEFAULT_CONCURRENCY, "a whole number from 1 to 64",
+            "workers of a full scan (1..64), each reading a contiguous block of pages in order; "
+            "incremental runs read one page at a time"),
+    Setting("max_requests_per_second", None, "a positive number",
+            "the account's quota, if known; unset, the rate is learned from 429 answers",
+            push=True),
+    Setting("ca_bundle", None, "the path of a PEM file",
+            "a PEM file of certificate authorities to trust (e.g. a TLS-inspecting proxy's); TLS "
+            "is always verified and cannot be switched off", push=True),
+    Setting("schema_contract", DEFAULT_SCHEMA_CONTRACT, "evolve or freeze",
+            "API drift: `evolve` adds a column for a new field and a variant column "
+            "(`phone__v_bigint`) for a field whose type changed; `freeze` fails the run "
+            "instead, naming the table, the field and the type, before anything of the run is "
+            "loaded"),
+    Setting("hash_columns", None, 'a list of column names, e.g. ["email", "phone"]',
+            "columns loaded as the hex HMAC-SHA256 of their value under `hash_key`, on every "
+            "table (`[\"email\", \"phone\"]`; "
+            "`SOURCES__RACKWAVE__HASH_COLUMNS='[\"email\",\"phone\"]'`): see "
+            "[Privacy](privacy.md)"),
+    Setting("hash_key", None, "the key of the hashes (a secret, at least 16 characters)",
+            "the key of those hashes: a secret of 16 characters or more (`.dlt/secrets.toml`, "
+            "`SOURCES__RACKWAVE__HASH_KEY`); required with `hash_columns`", secret=True,
+            shown_default="—"),
+    Setting("hash_normalization", DEFAULT_HASH_NORMALIZATION, "email, trim or none",
+            "what is done to a value before it is hashed: `email` trims every value and "
+            "lower-cases email columns (`email`, `*_email`); `trim` trims only; `none` hashes "
+            "the value as sent"),
+    Setting("exclude_columns", None, 'a list of column names, e.g. ["phone"]',
+            "columns never loaded (`[\"address__street\"]`; `address` drops every "
+            "`address__*` column)"),
+    Setting("history", DEFAULT_HISTORY, "off or scd2",
+            "`scd2`: each resource also keeps `<resource>_history` (`leads_history`, "
+            "`contacts_history`), one row per observed version of a record with "
+            "`_dlt_valid_from`/`_dlt_valid_to`: see [History](tables-and-history.md#history). "
+            "Not on the filesystem destination (refused before anything is read)"),
+    Setting("push_concurrency", DEFAULT_PUSH_CONCURRENCY, "a whole number from 1 to 64",
+            "valid rows sent concurrently (1..64)", source=False, push=True),
+    Setting("push_batch_size", DEFAULT_PUSH_BATCH_SIZE, "a whole number from 1 to 10000",
+            "rows per batch of dlt's push destination, the unit a killed push resumes from "
+            "(1..10,000)", source=False, push=True),
+    Setting("push_read_chunk_size", DEFAULT_PUSH_READ_CHUNK_SIZE,
+            "a whole number from 1 to 100000",
+            "rows read from the query or file at a time (1..100,000)", source=False, push=True),
+    Setting("push_phone_separators", DEFAULT_PUSH_PHONE_SEPARATORS,
+            "the characters removed from a phone number before it is checked",
+            "characters removed from a phone number before the E.164 check (`\"\"` sends "
+            "numbers as they are)", source=False, push=True, shown_default='`" -.()"`'),
+    Setting("push_journal", None, "the path of the push journal file (SQLite)",
+            "the path of the push journal file", source=False, push=True,
+            shown_default="`~/.dlt/rackwave_push/` (or under `DLT_DATA_DIR`), one SQLite file "
+                          "per account"),
+)
+SPEC_BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SPEC}
+#: the source's settings and the values each accepts (messages; the unknown-key check)
+SETTINGS: Dict[str, str] = {s.name: s.accepts for s in SPEC if s.source}
+#: the settings only ``rackwave push`` reads, from the same section
+PUSH_SETTINGS: Dict[str, str] = {s.name: s.accepts for s in SPEC if not s.source}
+#: never echoed in a message
+SECRET_SETTINGS: Tuple[str, ...] = tuple(s.name for s in SPEC if s.secret)
+
+
+def default(name: str) -> Any:
+    """A setting's default, for the signatures that dlt reads."""
+    return SPEC_BY_NAME[name].default
+
+
+def settings_table(push: bool) -> str:
+    """The Markdown table of ``docs/configuration.md``: the source's settings, or the push's own."""
+    rows = [s for s in SPEC if (not s.source if push else s.source)]
+    lines = ["| setting | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{s.name}` | {s.default_text} | {s.meaning} |" for s in rows]
+    return "\n".join(lines)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import pytest
 
-from pipelines.rackwave_pipeline import main
+from pipelines.cli import main
 from support import DATASET, assert_equals_api, command_environment
 from test_history import assert_intervals_chain, versions
 from test_faults import change_records

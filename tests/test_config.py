@@ -144,7 +144,7 @@ def test_every_setting_is_read_from_config_secrets_and_the_environment(
 
 
 def test_a_value_of_the_wrong_type_names_the_setting_and_exits_2(sandbox, monkeypatch, capsys):
-    from pipelines.rackwave_pipeline import main
+    from pipelines.cli import main
 
     monkeypatch.setenv("SOURCES__RACKWAVE__PER_PAGE", "abc")
     monkeypatch.setenv("SOURCES__RACKWAVE__CLIENT_ID", DEMO_CLIENT_ID)

@@ -166,7 +166,7 @@ def test_a_full_scan_nothing_explains_fails_loudly_and_loads_nothing(
         sandbox_factory, make_loader, monkeypatch, capsys):
     # The count trails the list by 40 while the account changes under the scan: the changes
     # (a few) cannot explain 40, and the scan cannot prove the count is what is off.
-    from pipelines.rackwave_pipeline import main
+    from pipelines.cli import main
     from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 
     server = sandbox_factory(leads=450, contacts=10, count_lag=40, churn_creates=1)

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import duckdb
 import pytest
 
-from pipelines.rackwave_pipeline import main
+from pipelines.cli import main
 from support import command_environment, dlt_warnings
 from warehouses import PostgresWarehouse
 

@@ -3,9 +3,9 @@
 Two transports, one set of rules:
 
 * Page requests, the hot path, go through urllib3 directly. requests (and so dlt's retrying
-  helper built on it) spends ~1.1 ms of CPU per request against urllib3's ~0.35 ms, measured on
-  this API's 30 KB pages; over the 1,100 requests of a 110,000-record load that is a second of a
-  two-core machine, a sixth of the whole run (benchmarks/README.md).
+  helper built on it) spends about three times urllib3's CPU per request; on a two-core machine
+  shared with nothing else, the connector's CPU per page is its throughput
+  (benchmarks/README.md).
 * The token exchange, rare, uses dlt's retrying requests session, through dlt's OAuth2 helper.
 
 Both are tuned the dlt way (``[runtime]`` ``request_max_attempts``, ``request_backoff_factor``,
@@ -128,7 +128,7 @@ def log_retry(method: str, shown: str, failure: Failure, attempt: int, attempts:
 
 def _environment(base_url: str) -> Dict[str, Any]:
     """Proxies and CA bundle from the environment (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE),
-    read once: requests re-reads them on every request (~0.8 ms each)."""
+    read once: requests re-reads them on every request."""
     return requests.Session().merge_environment_settings(base_url, {}, None, True, None)
 
 

@@ -8,7 +8,7 @@ log, a user's own dashboard). So it only reports, and whoever runs the source de
 * ``rackwave_source(progress=my_observer)``: any object with the four methods of
   :class:`Progress` (a user's own code, or a test);
 * otherwise, the running pipeline's collector, when it is one (``dlt.pipeline(...,
-  progress=RunProgress())``: the ``rackwave`` command's display, ``pipelines/progress.py``, is
+  progress=RunProgress())``: the ``rackwave`` command's display, ``pipelines/progress_display.py``, is
   both a dlt collector and a :class:`Progress`);
 * otherwise nothing (:data:`NO_PROGRESS`).
 

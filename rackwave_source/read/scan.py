@@ -49,7 +49,7 @@ from rackwave_source.read.rereads import probe_top, walk_gap
 _CLOCK_SLACK_US = 1_000_000
 
 #: An id's 64-bit hash (stable within one process, which is all a run needs): a scan of a
-#: million records remembers what it saw in 8 MB.
+#: million records remembers what it saw in eight bytes a record.
 id_hash = hash
 
 

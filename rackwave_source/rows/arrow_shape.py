@@ -25,8 +25,8 @@ from rackwave_source.exceptions import UnexpectedResponseError
 from rackwave_source.schema import TColumns
 
 #: Pages are decoded on many threads at once. Arrow's default allocator (mimalloc) keeps memory
-#: per thread: with 16 fetching threads, peak RSS grew by ~140 MB (412 MB against 267 MB with
-#: the system allocator, at the same speed; benchmarks/README.md).
+#: per thread: with 16 fetching threads peak RSS grew, at the same speed, against the system
+#: allocator (benchmarks/README.md).
 POOL = pa.system_memory_pool()
 
 SEPARATOR = "__"

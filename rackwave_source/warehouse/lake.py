@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from rackwave_source import settings as S
 
-if TYPE_CHECKING:  # imported when a lake is read: pyarrow.dataset imports pandas (~0.14 s)
+if TYPE_CHECKING:  # imported when a lake is read: pyarrow.dataset imports pandas, off a run's path
     import pyarrow.dataset as ds
 
 

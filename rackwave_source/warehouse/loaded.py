@@ -30,7 +30,7 @@ _SQL_CLIENTS: Dict[Tuple[int, str], Any] = {}
 
 def _extract_sql_client(pipeline: Any) -> Any:
     """One SQL client for every resource of one extract (making one resolves the destination's
-    configuration, ~50 ms; each use opens and closes its own connection)."""
+    configuration, which is slow next to a query; each use opens and closes its own connection)."""
     try:
         load_id = str(dlt.current.load_package_state()["load_id"])
     except Exception:  # noqa: BLE001 - no package being extracted: no sharing
@@ -142,7 +142,7 @@ class LoadedTable:
             for chunk in relation.where(S.PRIMARY_KEY, "in", ids[at:at + _IDS_PER_QUERY])
             .iter_arrow(chunk_size=_CHUNK)
         )
-        with dlt_quiet(JsonAsText):
+        with dlt_quiet(JsonAsText):  # a side effect, listed in source.before_reading
             return gathered(chunks, self.declared)
 
 

@@ -14,8 +14,8 @@ the ``rackwave`` command:
   rows but before dlt recorded it (dlt 1.31 writes a marker right after the commit, and completes
   a marked job on resume without running it: the window is the moment between the two) runs
   again when the package resumes, and would stage its rows twice. Other destinations deduplicate staged rows in the merge itself; on a local
-  DuckDB file that window over the whole staged table would hold it in memory (729 MB at a
-  million leads), so the source declares its staged rows unique there (each run yields every id
+  DuckDB file that window over the whole staged table would hold it in memory (benchmarks/README.md:
+  peak RSS at a million leads), so the source declares its staged rows unique there (each run yields every id
   once, ``resources._stage_hints``) and instead removes, before the resume, the rows of every job
   that was running at the kill (``unstage_started_jobs``): dlt then copies them once. The same
   holds for a first load into DuckDB, which copies straight into the table.

@@ -157,7 +157,7 @@ def loader_hints(kind: str) -> Dict[str, Any]:
     wanted = S.LOADER_FILE_FORMATS.get(kind)
     if wanted is None or dlt.config.get(S.LOADER_FORMAT_CONFIG_KEY) is not None:
         return {}
-    quiet_dlt(_ArrowAsJsonl)
+    quiet_dlt(_ArrowAsJsonl)  # a side effect, listed in source.before_reading
     return {"file_format": wanted}
 
 

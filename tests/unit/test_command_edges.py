@@ -10,7 +10,7 @@ import pytest
 
 from pipelines import signals
 from pipelines.dbt_command import work_paths
-from pipelines.rackwave_pipeline import SwitchSaidOnce
+from pipelines.cli import SwitchSaidOnce
 from rackwave_source.warehouse.target import STATE_WAREHOUSE, claim_state
 
 

@@ -162,3 +162,19 @@ def test_the_checks_above_see_a_cycle_and_an_upward_import() -> None:
     assert layer_of("rackwave_source.read.scan") > layer_of("rackwave_source.api.client")
     assert ("rackwave_source.read.cursor" in
             {m for _, m in imports(SOURCE / "warehouse" / "verdicts.py")})
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_every_function_fits_a_screen() -> None:
+    """No function of the source or the command is longer than 80 lines (their complexity is
+    ruff's, at most 12: pyproject.toml)."""
+    long = []
+    for path in python_files(SOURCE) + python_files(COMMAND):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines}")
+    assert not long, "\n".join(long)

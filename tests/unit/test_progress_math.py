@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from pipelines.progress import RateMeter, RunProgress, duration, eta_s, fraction
+from pipelines.progress_display import RateMeter, RunProgress, duration, eta_s, fraction
 from rackwave_source.read.cursor import ScanPlan
 from rackwave_source.exceptions import ConfigurationError
 from rackwave_source.read.progress import PHASE_DELETIONS

@@ -64,7 +64,8 @@ from pipelines.destinations import (
     unreachable_warehouse,
     validate_destination,
 )
-from pipelines.rackwave_pipeline import (
+from pipelines.cli import Command
+from pipelines.common import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE,
     add_shared_arguments,
@@ -297,49 +298,56 @@ def stored_state(destination: str, duckdb_file: Optional[str], dataset: str,
 
 
 # -- the command ---------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rackwave check",
-        description="Check settings, credentials and the API, and say what the next run would "
-                    "do (incremental or full scan, pages, requests, time). Loads nothing and "
-                    "changes no state: one token request and page 1 of each resource.",
-    )
-    parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS,
-                        help="the warehouse whose stored state the next run starts from")
-    add_shared_arguments(parser, "check")
-    parser.add_argument("--full-scan", action="store_true",
-                        help="plan the run as `rackwave --full-scan` would run")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON document on stdout instead of the table")
-    return parser
+class CheckCommand(Command):
+    """``rackwave check``: exit codes as a run's (0 fine, 2 settings, 1 fatal, 75 temporary)."""
 
+    name = "check"
+    description = ("Check settings, credentials and the API, and say what the next run would "
+                   "do (incremental or full scan, pages, requests, time). Loads nothing and "
+                   "changes no state: one token request and page 1 of each resource.")
 
-def check_main(argv: Sequence[str]) -> int:
-    """``rackwave check ...``: exit codes as a run's (0 fine, 2 settings, 1 fatal, 75 temporary)."""
-    started = time.monotonic()
-    args = parse_arguments(list(argv))
-    options: Dict[str, Any] = dict(
-        destination=args.destination, dataset=args.dataset, pipeline_name=args.pipeline_name,
-        resources=[r.strip() for r in args.resources.split(",") if r.strip()],
-        full_scan=args.full_scan, base_url=args.base_url, duckdb_path=args.duckdb_file,
-    )
-    report: Optional[CheckReport] = None
-    error: Optional[RackwaveError] = None
-    try:
-        with sandbox_if_asked(args, options):
-            report = check(**options)
-    except RackwaveError as exc:
-        error = exc
-        temporary = isinstance(exc, RackwaveTransientError)
-        print(f"error{' (temporary, safe to run again)' if temporary else ''}: {exc}",
-              file=sys.stderr)
-    code = exit_code(error)
-    if args.json:
-        document = as_document(args, report, code, error)
-        print(json.dumps({**document, "seconds": round(time.monotonic() - started, 3)}))
-    elif report is not None:
-        print(render(report))
-    return code
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS,
+                            help="the warehouse whose stored state the next run starts from")
+        add_shared_arguments(parser, "check")
+        parser.add_argument("--full-scan", action="store_true",
+                            help="plan the run as `rackwave --full-scan` would run")
+        parser.add_argument("--json", action="store_true",
+                            help="print one JSON document on stdout instead of the table")
+
+    def execute(self, args: argparse.Namespace) -> int:
+        started = time.monotonic()
+        options: Dict[str, Any] = dict(
+            destination=args.destination, dataset=args.dataset, pipeline_name=args.pipeline_name,
+            resources=[r.strip() for r in args.resources.split(",") if r.strip()],
+            full_scan=args.full_scan, base_url=args.base_url, duckdb_path=args.duckdb_file,
+        )
+        report: Optional[CheckReport] = None
+        error: Optional[RackwaveError] = None
+        try:
+            with sandbox_if_asked(args, options):
+                report = check(**options)
+        except RackwaveError as exc:
+            error = exc
+            temporary = isinstance(exc, RackwaveTransientError)
+            print(f"error{' (temporary, safe to run again)' if temporary else ''}: {exc}",
+                  file=sys.stderr)
+        code = exit_code(error)
+        if args.json:
+            document = as_document(args, report, code, error)
+            print(json.dumps({**document, "seconds": round(time.monotonic() - started, 3)}))
+        elif report is not None:
+            print(render(report))
+        return code
+
+    def usage_document(self, text: str) -> Dict[str, Any]:
+        """Arguments argparse refused, as the check's own ``--json`` document."""
+        return {
+            "format_version": JSON_FORMAT_VERSION, "command": "check", "destination": None,
+            "dataset": None, "pipeline": None, "status": STATUSES[EXIT_CONFIG],
+            "exit_code": EXIT_CONFIG, "base_url": None, "resources": [], "seconds": 0.0,
+            "error": {"class": USAGE_ERROR, "message": "invalid arguments (see stderr)",
+                      "exit_code": EXIT_CONFIG}}
 
 
 def exit_code(error: Optional[RackwaveError]) -> int:
@@ -349,22 +357,6 @@ def exit_code(error: Optional[RackwaveError]) -> int:
     if isinstance(error, ConfigurationError):
         return EXIT_CONFIG
     return EXIT_TEMPORARY if isinstance(error, RackwaveTransientError) else EXIT_FATAL
-
-
-def parse_arguments(argv: List[str]) -> argparse.Namespace:
-    """The arguments; with ``--json``, arguments argparse refuses (exit code 2, its text on
-    stderr) are also reported as a JSON document, as ``rackwave --json`` reports them."""
-    try:
-        return build_parser().parse_args(argv)
-    except SystemExit as exc:
-        if exc.code and "--json" in argv:
-            print(json.dumps({
-                "format_version": JSON_FORMAT_VERSION, "command": "check", "destination": None,
-                "dataset": None, "pipeline": None, "status": STATUSES[EXIT_CONFIG],
-                "exit_code": EXIT_CONFIG, "base_url": None, "resources": [], "seconds": 0.0,
-                "error": {"class": USAGE_ERROR, "message": "invalid arguments (see stderr)",
-                          "exit_code": EXIT_CONFIG}}))
-        raise
 
 
 @contextlib.contextmanager
@@ -452,7 +444,3 @@ def notes(report: CheckReport) -> List[str]:
 
 def format_seconds(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-if __name__ == "__main__":
-    sys.exit(check_main(sys.argv[1:]))

@@ -17,7 +17,8 @@ It streams: 3 and 4 go chunk by chunk (``push_read_chunk_size`` rows read at a t
 and handed to dlt, which writes them to its load package on disk and gives the destination
 ``push_batch_size`` rows at a time); 5 reads the journal and writes the log chunk by chunk. What
 spans the whole push is a set of 16-byte digests of the keys seen (a later row with the same
-email is a duplicate) and counters: 1,000,000 rows stay under 400 MB (``benchmarks/push.py``).
+email is a duplicate) and counters, so memory does not grow with the rows
+(``benchmarks/push.py --stream``).
 
 A push killed between 4 and 5 leaves its outcomes in the journal; the next push logs them.
 """
@@ -31,7 +32,7 @@ import itertools
 import sys
 import time
 import traceback
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -45,7 +46,8 @@ from rackwave_source.push.rows import PushRow, ignored_columns, prepare_row
 
 from pipelines.destinations import DESTINATIONS, make_destination, validate_destination
 from pipelines.push_input import Rows, read_file, read_query, seed_journal
-from pipelines.rackwave_pipeline import (
+from pipelines.cli import Command
+from pipelines.common import (
     DEFAULT_DATASET,
     DEFAULT_DUCKDB_FILE,
     DEFAULT_PIPELINE,
@@ -62,7 +64,6 @@ from pipelines.run_report import (
     JSON_FORMAT_VERSION,
     Failure,
     failure_of,
-    parse_arguments,
     print_document,
 )
 from pipelines.signals import stop_on_signals
@@ -70,35 +71,39 @@ from pipelines.signals import stop_on_signals
 PUSH_PIPELINE_SUFFIX = "_push"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rackwave push",
-        description="Create leads in Rackwave from warehouse rows, exactly once. Columns map by "
-                    "name to the API's fields: " + ", ".join(S.PUSH_FIELDS) + ".",
-    )
-    parser.add_argument("resource", choices=["leads"], help="what to create (leads)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--query", help="SQL run on the warehouse the command loads")
-    source.add_argument("--from-file", metavar="PATH", help="a CSV or parquet file of rows")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check the rows and tell what would be sent; send nothing")
-    parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS,
-                        help="the warehouse to query and to log into (default: duckdb)")
-    parser.add_argument("--duckdb-file", default=None,
-                        help=f"DuckDB file for --destination duckdb (default ./{DEFAULT_DUCKDB_FILE})")
-    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema of the log")
-    parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE,
-                        help="the loading pipeline, whose warehouse and lock the push shares")
-    parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
-    parser.add_argument("--json", action="store_true",
-                        help="print the push's summary as one JSON document on stdout")
-    return parser
+class PushCommand(Command):
+    """``rackwave push leads``: exit code 0 when every row got an outcome."""
+
+    name = "push"
+    description = ("Create leads in Rackwave from warehouse rows, exactly once. Columns map by "
+                   "name to the API's fields: " + ", ".join(S.PUSH_FIELDS) + ".")
+
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("resource", choices=["leads"], help="what to create (leads)")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--query", help="SQL run on the warehouse the command loads")
+        source.add_argument("--from-file", metavar="PATH", help="a CSV or parquet file of rows")
+        parser.add_argument("--dry-run", action="store_true",
+                            help="check the rows and tell what would be sent; send nothing")
+        parser.add_argument("--destination", default="duckdb", choices=DESTINATIONS,
+                            help="the warehouse to query and to log into (default: duckdb)")
+        parser.add_argument("--duckdb-file", default=None,
+                            help=f"DuckDB file for --destination duckdb "
+                                 f"(default ./{DEFAULT_DUCKDB_FILE})")
+        parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset/schema of the log")
+        parser.add_argument("--pipeline-name", default=DEFAULT_PIPELINE,
+                            help="the loading pipeline, whose warehouse and lock the push shares")
+        parser.add_argument("--base-url", help="API base URL (overrides the configured environment)")
+        parser.add_argument("--json", action="store_true",
+                            help="print the push's summary as one JSON document on stdout")
+
+    def execute(self, args: argparse.Namespace) -> int:
+        return push_and_report(args)
 
 
-def push_main(argv: Sequence[str]) -> int:
-    """``rackwave push``; returns the exit code (0: every row got an outcome)."""
+def push_and_report(args: argparse.Namespace) -> int:
+    """The push inside the pipelines' locks and the signal handling; its summary or failure."""
     started = time.monotonic()
-    args = parse_arguments(build_parser(), argv)
     summary: Optional[Dict[str, Any]] = None
     failure: Optional[Failure] = None
     try:
