@@ -4,6 +4,8 @@
 #                 environments of the emulators, the orchestrator recipes and dbt in
 #                 .venv-recipes/ when missing or stale),
 #                 type-check (mypy --strict), lint (ruff) and run the whole test suite
+#   make test-fast - the unit tier alone (tests/unit: canned pages and Arrow tables, no HTTP, no
+#                 servers), in seconds; .venv with the test tools, nothing else
 #   make fuzz   - the randomized model of the API (tests/test_model.py) for RACKWAVE_MODEL_MINUTES
 #                 minutes (default 45) of random examples; prints how many ran clean.
 #                 RACKWAVE_MODEL_AVOID=page_cap,future,bad leaves out behaviours of known bugs.
@@ -11,7 +13,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test fuzz setup setup-dev schema clean
+.PHONY: demo test test-fast fuzz setup setup-dev setup-test schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +37,16 @@ test: setup-dev
 	$(BIN)/python -m mypy
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
+
+# .venv with the test tools only (no databases, emulators or recipes): enough for the unit tier
+setup-test: $(VENV)/.test-tools
+$(VENV)/.test-tools: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+test-fast: setup-test
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
 
 RACKWAVE_MODEL_MINUTES ?= 45
 fuzz: setup-dev
