@@ -330,9 +330,10 @@ def check_page(resource: str, page: Page) -> Page:
         UnexpectedResponseError: naming the resource, the page and the record.
     """
     for column, values in ((S.PRIMARY_KEY, page.ids), (S.CURSOR_FIELD, page.created_us)):
-        if None in values:
+        if None in values or "" in values:  # an empty id is no id: several would merge into one
+            first = next(i for i, value in enumerate(values) if value is None or value == "")
             raise UnexpectedResponseError(
-                f"Rackwave `{resource}` page {page.number}, record {values.index(None)}: it has "
+                f"Rackwave `{resource}` page {page.number}, record {first}: it has "
                 f"no `{column}`, so it cannot be loaded incrementally and merged. The API broke "
                 "its contract."
             )

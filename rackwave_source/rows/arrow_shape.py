@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from dlt.common.json import json
 
 from rackwave_source import settings as S
-from rackwave_source.rows.drift import ColumnTypes, python_type
+from rackwave_source.rows.drift import ColumnTypes, python_type, variant_column
 from rackwave_source.exceptions import UnexpectedResponseError
 from rackwave_source.schema import TColumns
 
@@ -85,6 +85,34 @@ def _extra_columns(
         if any(v is not None for v in values):
             columns[key] = values
     return columns
+
+
+def _nested_extras(records: Sequence[Dict[str, Any]], columns: TColumns) -> Dict[str, List[Any]]:
+    """What a flattened object (``address``) holds beyond its declared ``address__*`` columns,
+    so nothing of it is dropped: a field the API added inside it becomes its own
+    ``address__<field>`` column (as dlt flattens objects, and as pages read by pyarrow get it),
+    and a value that is not an object is kept whole in a variant column (``address__v_text``)."""
+    children: Dict[str, Set[str]] = {}
+    for name in columns:
+        if SEPARATOR in name:
+            parent, child = name.split(SEPARATOR, 1)
+            children.setdefault(parent, set()).add(child)
+    out: Dict[str, List[Any]] = {}
+    for parent, declared in children.items():
+        for index, record in enumerate(records):
+            for name, value in _beyond(parent, declared, record.get(parent)):
+                out.setdefault(name, [None] * len(records))[index] = value
+    return out
+
+
+def _beyond(parent: str, declared: Set[str], nested: Any) -> List[Tuple[str, Any]]:
+    """(column, value) of one record's object that its declared sub-columns do not take."""
+    if nested is None:
+        return []
+    if not isinstance(nested, dict):
+        return [(variant_column(parent, python_type(nested)), nested)]
+    return [(f"{parent}{SEPARATOR}{key}", value) for key, value in nested.items()
+            if key not in declared and value is not None]
 
 
 def _fits(value: Any, arrow_type: pa.DataType) -> bool:
@@ -163,7 +191,8 @@ def to_arrow(
             array = _declared_array(values, field.type)
         arrays[field.name] = array
         fields.append(field)
-    for name, values in _extra_columns(records, documented).items():
+    extras = {**_nested_extras(records, columns), **_extra_columns(records, documented)}
+    for name, values in extras.items():
         for index, value in enumerate(values):
             if value is not None:
                 place(name, index, value, python_type(value))

@@ -51,8 +51,9 @@ def quarantine_row(resource: str, page: int, index: int, record: Any, reason: st
 
 def set_aside_keyless(resource: str, page: int, table: pa.Table) -> Tuple[pa.Table, List[Dict[str, Any]]]:
     """Splits off the records without ``id`` or ``created_at`` (else the run stops on them)."""
-    missing = pc.or_(pc.is_null(table.column(S.PRIMARY_KEY)),
-                     pc.is_null(table.column(S.CURSOR_FIELD)))
+    ids = table.column(S.PRIMARY_KEY)
+    no_id = pc.or_(pc.is_null(ids), pc.fill_null(pc.equal(ids, ""), True))  # "" is no id
+    missing = pc.or_(no_id, pc.is_null(table.column(S.CURSOR_FIELD)))
     if not pc.any(missing).as_py():
         return table, []
     flags = missing.to_pylist()

@@ -115,7 +115,8 @@ def judge(scan: Scan, held: int, quarantined: int, state: MutableMapping[str, An
     elif not plan.full_scan:
         verdict = SHORT if diff < 0 else OVER
     elif 0 < diff <= churn + undecided:
-        return _with(tally, OVER, explained=undecided)
+        verdict = OVER  # rows no lookup could settle: kept, and said (``check``)
+        tally = _with(tally, OVER, explained=undecided)
     elif facts.steady and (facts.end_confirmed or facts.boundary is not None):
         offset -= diff  # the list was read whole and still: the count is what is off
         _learned(scan.endpoint.resource, tally, offset)

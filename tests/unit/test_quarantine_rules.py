@@ -161,9 +161,6 @@ def test_with_bad_records_fail_the_same_record_stops_the_run_naming_it(bad, mess
         check_page("leads", reader.page(URL, 1, reader.decode(body([lead(0), bad, lead(2)]))))
 
 
-@pytest.mark.xfail(strict=True, reason="an empty `id` is quarantined as 'no `id`' when its page "
-                   "takes the value-by-value path (sort_out) but loaded when pyarrow's JSON "
-                   "reader takes the page (set_aside_keyless only looks for nulls)")
 def test_a_record_with_an_empty_id_is_set_aside_whichever_path_decodes_its_page():
     records = [lead(0), lead(1, id="")]
     reader = PageReader("leads", LEAD_COLUMNS, quarantine=True)

@@ -163,10 +163,6 @@ def test_a_full_scan_from_start_date_counts_the_records_older_than_it_as_the_off
     assert later.verdict == EXACT
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "judge() returns early for a full scan whose over is explained by undecided rows, before "
-    "`state[count_offset] = tally.count_offset`: the offset measured below start_date is not "
-    "kept, so the following incremental runs reconcile against a stale offset"))
 def test_a_full_scan_over_by_undecided_rows_still_keeps_the_offset_below_start_date():
     state = {STATE_COUNT_OFFSET: 390}  # 10 records dated before start_date came since
     full = judge(scan(True, total=1000, since=START, boundary=(7, 600, 1000)), held=602,
