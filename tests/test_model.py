@@ -13,6 +13,8 @@ command or a user's plain dlt code, ``per_page``, ``lookback``, ``bad_records``,
   with a ``created_at`` that is not a timestamp (the sandbox's ``sort_at``);
 * ``server``: a per-page cap below ``per_page`` (``page_cap``), a count that lags steadily
   (``count_lag``) or by varying amounts (``count_lag_jitter``); these stay until changed;
+* ``elsewhere``: a run of the same pipeline into another dataset (another warehouse to its
+  local state), between two runs into this one;
 * ``run``: an incremental (scheduled) run or a full scan, with trouble during it: queued 500s,
   HTML 502s, dropped and truncated answers, 429s, random 500s and drops, records created,
   deleted and updated while it pages (``churn_*`` settings, triggers between pages), tokens that
@@ -103,6 +105,8 @@ from test_plain_dlt_crashes import HOOK as PLAIN_HOOK, USER_CODE
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "rackwave"
+#: the other dataset the same pipeline loads now and then (``elsewhere_step``)
+ELSEWHERE = "rackwave_elsewhere"
 KINDS = tuple(FIELDS)
 TIMESTAMPS = ("created_at", "updated_at")
 HASH_KEY = "model-hash-key-0123456789"
@@ -520,6 +524,16 @@ class ApiModel(RuleBasedStateMachine):
         if point % 3 != 1:
             return self.run(op, QUIET)
         self.killed_run(op, point, delay)
+
+    @rule(changes=CHANGES, op=st.sampled_from(["incremental", "full"]))
+    def elsewhere_step(self, changes: List[Tuple[str, str, int, int]], op: str) -> None:
+        """Changes, then a run of the same pipeline into another dataset: another warehouse to
+        the pipeline's local state. Nothing is asserted of it; the next run into this dataset
+        must still meet the invariant, from this warehouse's own state (docs/destinations.md,
+        "One pipeline name, another warehouse")."""
+        self._prepare(changes, None)
+        self.log.append(f"run {op} into dataset {ELSEWHERE}")
+        self._loader().run(full_scan=op == "full", dataset=ELSEWHERE)
 
     def killed_run(self, op: str, point: int, delay: float) -> None:
         self.pending = True

@@ -208,7 +208,19 @@ def test_an_incremental_run_that_kept_nothing_holds_what_the_last_run_left_witho
     assert held_after_incremental(scan(False, total=40), previous_held=40) == (40, 0)
 
 
-def test_an_incremental_run_with_no_table_loaded_yet_holds_its_distinct_kept_ids():
+@pytest.fixture
+def no_pipeline():
+    """No pipeline is running (an earlier test in this process may have left one active, whose
+    table the census would read)."""
+    from dlt.common.configuration.container import Container
+    from dlt.common.pipeline import PipelineContext
+
+    context = Container()[PipelineContext]
+    if context.is_active():
+        context.deactivate()
+
+
+def test_an_incremental_run_with_no_table_loaded_yet_holds_its_distinct_kept_ids(no_pipeline):
     read = scan(False, total=3, kept=["L1", "L2", "L2", "L3"])  # L2 read again by the lookback
     assert held_after_incremental(read, previous_held=None) == (3, 3)
     assert held_after_incremental(read, previous_held=10) == (3, 3)  # no table to ask: new
