@@ -317,7 +317,7 @@ SPEC: Tuple[Setting, ...] = (
             "[Exactness](exactness.md#how-the-warehouse-stays-equal-to-the-api)): `delete` "
             "removes them; `flag` keeps them with `_rackwave_deleted_at` set"),
     Setting("bad_records", DEFAULT_BAD_RECORDS, "fail or quarantine",
-            "a record that breaks the API contract (no `id` or `created_at`, a `created_at` that "
+            "a record that breaks the API contract (no `id` or `created_at`, an empty `id`, a `created_at` that "
             "is not a timestamp, a record that is not an object): `fail` stops the run before "
             "anything loads; `quarantine` loads the rest and keeps it in `rackwave_quarantine` "
             "with the reason. (Any other field of an unexpected type is drift: see "
