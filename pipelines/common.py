@@ -85,19 +85,22 @@ def remember_duckdb_file(pipeline: dlt.Pipeline, duckdb_file: Optional[str]) -> 
         pipeline.set_local_state_val(DLT_LOCAL_DUCKDB_FILE_KEY, duckdb_file)
 
 
-def finish_interrupted_load(pipeline: dlt.Pipeline) -> None:
+def finish_interrupted_load(pipeline: dlt.Pipeline, repaired: bool = False) -> None:
     """Loads what a run killed or failed after its extract left behind, before this run reads.
 
     This is dlt's own resume (``pipeline.run()`` with a pending package loads it and returns),
     done first so that this run then reads the API as usual. It is safe because every run merges
     on ``id``, full scans too: a package loaded twice, or a job run again, changes nothing.
+    ``repaired``: the leftovers of the kill were already repaired (by the source, made after
+    this pipeline: ``source.before_reading``).
     """
     print(
         f"A previous run of pipeline `{pipeline.pipeline_name}` did not finish loading; its "
         "load is finished first.",
         file=sys.stderr,
     )
-    prepare_resume(pipeline)
+    if not repaired:
+        prepare_resume(pipeline)
     pipeline.run()
 
 

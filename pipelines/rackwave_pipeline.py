@@ -40,7 +40,6 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from rackwave_source import RESOURCES
 from rackwave_source import settings as S
 from rackwave_source.options import validate_resources
-from rackwave_source.warehouse.recovery import set_aside_other_warehouse
 
 from pipelines.cli import Command
 from pipelines.common import (
@@ -119,9 +118,6 @@ def run_pipeline(
         kwargs["client_secret"] = client_secret
     if full_scan:
         kwargs["full_scan"] = True
-    # Settings are validated here, before the pipeline touches the destination or the API.
-    source = validated_source(kwargs, selected)
-
     duckdb_file = own_duckdb_file(destination, duckdb_path)
     fresh_duckdb = duckdb_file is not None and not os.path.exists(duckdb_file)
     # dlt hints its optional arguments as ``str = None`` (implicit Optional), which mypy reads
@@ -134,10 +130,15 @@ def run_pipeline(
         staging=staging,
         **name_and_folder(pipeline_name, pipelines_dir),
     )
-    set_aside_other_warehouse(pipeline)  # before a pending load could go to the wrong one
-    remember_duckdb_file(pipeline, duckdb_file)
+    # The source is made after its pipeline, as in ``pipeline.run(rackwave_source())``: it
+    # validates every setting before the destination or the API is touched, and prepares this
+    # pipeline (``source.before_reading``): another warehouse's state set aside, a pending load
+    # of another warehouse refused, a killed run's leftovers repaired. Made first, it would
+    # prepare whichever pipeline this process ran last (another dataset's, in one process).
+    source = validated_source(kwargs, selected)
+    remember_duckdb_file(pipeline, duckdb_file)  # after a drop, which clears the local state
     if pipeline.has_pending_data:
-        finish_interrupted_load(pipeline)
+        finish_interrupted_load(pipeline, repaired=True)
     started = time.monotonic()
     # Rows before the run are reported only when known for free (a new DuckDB file holds none):
     # every figure of the summary comes from the run's own counts (rackwave_runs), and counting

@@ -787,12 +787,13 @@ def test_model_long() -> None:
 
 def replay(setup: Dict[str, Any], *steps: Tuple[Any, ...]) -> None:
     """Runs one example: ``setup``'s settings, then each step: ``("step", changes, profile, op,
-    trouble)`` or ``("killed", changes, op, point, delay)``."""
+    trouble)``, ``("killed", changes, op, point, delay)`` or ``("elsewhere", changes, op)``."""
     machine = ApiModel()
     try:
         machine.setup(**setup)
         for name, *args in steps:
-            getattr(machine, {"step": "step", "killed": "killed_step"}[name])(*args)
+            getattr(machine, {"step": "step", "killed": "killed_step",
+                              "elsewhere": "elsewhere_step"}[name])(*args)
     finally:
         machine.teardown()
 
@@ -899,4 +900,14 @@ def test_found_a_tie_group_longer_than_a_page_slid_past_an_incremental_run() -> 
             {**QUIET, "churn_creates": 1.0,
              "triggers": [("/v1/contacts", 1, "insert", 1, 1579),
                           ("/v1/leads", 5, "delete_newest", 3, 84090)]}))
+
+
+def test_found_a_run_after_another_dataset_repaired_the_wrong_pipeline() -> None:
+    """Found (make fuzz, the first run of ``elsewhere_step``): in one process, a run into another
+    dataset, then a run into this one killed after its leads job; the plain rerun failed with
+    "a load into another warehouse or dataset left unfinished". The command made the source
+    before its pipeline, so the source prepared the pipeline still active from the run before
+    (the other dataset's) and took this dataset's unfinished load for another warehouse's."""
+    replay({**SMALL, "bad_records": "fail"}, ("elsewhere", [], "incremental"),
+           ("killed", [], "full", 4, 2.0))
 
