@@ -312,7 +312,6 @@ def unknown_settings(known: Collection[str], allowed_sections: Collection[str] =
     return messages
 
 
-SECRET_SETTINGS = S.SECRET_SETTINGS  # never echoed in a message
 
 
 @contextmanager
@@ -323,7 +322,8 @@ def readable_setting_errors() -> Iterator[None]:
     try:
         yield
     except ConfigValueCannotBeCoercedException as exc:
-        shown = "its value" if exc.field_name in SECRET_SETTINGS else repr(exc.field_value)
+        # a secret's value is never echoed
+        shown = "its value" if exc.field_name in S.SECRET_SETTINGS else repr(exc.field_value)
         raise ConfigurationError(
             exc.field_name, f"{shown} cannot be read as its type",
             f"It takes {_takes(exc.field_name, exc.hint)}.",
