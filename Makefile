@@ -15,16 +15,20 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test test-fast fuzz setup setup-dev setup-test schema clean
 
+# The environment comes with uv, which installs the rest: it resolves as pip does, downloads and
+# unpacks in parallel, and its cache serves what the tools' environments share (scripts/setup-dev).
+UV := $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv>=0.13,<0.14"
 
-setup: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+setup: $(BIN)/uv
+	$(UV) -e .
 
 # .venv with the test tools, PostgreSQL's programs, and every tool's environment in .venv-recipes/
 # (emulators, orchestrator recipes, dbt), built side by side (scripts/setup-dev)
-setup-dev: $(BIN)/python
+setup-dev: $(BIN)/uv
 	PYTHON=$(PYTHON) VENV=$(VENV) scripts/setup-dev
 
 demo: setup
@@ -40,8 +44,8 @@ test: setup-dev
 
 # .venv with the test tools only (no databases, emulators or recipes): enough for the unit tier
 setup-test: $(VENV)/.test-tools
-$(VENV)/.test-tools: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(VENV)/.test-tools: pyproject.toml | $(BIN)/uv
+	$(UV) -e ".[dev]"
 	touch $@
 
 test-fast: setup-test

@@ -51,7 +51,7 @@ def orchestrator_environment(tmp_path: Path, bin_dir: Path, sandbox: Any,
         SOURCES__RACKWAVE__CLIENT_SECRET=DEMO_CLIENT_SECRET,
         SOURCES__RACKWAVE__BASE_URL=sandbox.base_url, **extra)
     environment.pop("PYTHONPATH", None)  # the recipe's venv has the project installed
-    # pip installed without compiling (faster); the first import writes the bytecode, kept in
+    # installed without compiling (faster); the first import writes the bytecode, kept in
     # the venv for every later process, even where PYTHONDONTWRITEBYTECODE is set
     environment.pop("PYTHONDONTWRITEBYTECODE", None)
     environment["PYTHONPYCACHEPREFIX"] = str(bin_dir.parent / "pycache")
