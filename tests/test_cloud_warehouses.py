@@ -4,8 +4,9 @@ the stories beyond ``test_warehouses.py``'s (which run there too).
 * history (scd2), hashed columns and flagged deletions together, through plain dlt code and
   through the command;
 * ``rackwave check`` on a fresh runner reading its state from the warehouse, then ``rackwave
-  push`` from a query on that warehouse, its log written there;
-* a run SIGKILLed during its load, then a plain rerun: exact.
+  push`` from a query on that warehouse, its log written there.
+
+Runs killed on these warehouses are in ``test_kills.py``.
 
 Each warehouse is one local emulator the suite starts (``tests/emulators/``); the ``cloud``
 fixture gives each test a project or database of its own on it.
@@ -16,13 +17,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import pytest
 
 from pipelines.cli import main
-from support import DATASET, assert_equals_api, command_environment
+from support import DATASET, command_environment
 from test_history import assert_intervals_chain, versions
-from test_faults import change_records
-from test_plain_dlt_crashes import Rows, UserCode
 from rackwave_source.rows.privacy import hash_value
 from test_privacy import KEY, PRIVATE, _assert_hashed, _person
 from test_push import CREDENTIALS, leads_by_email, new_leads
@@ -99,20 +97,3 @@ def test_check_reads_state_from_the_warehouse_and_push_writes_its_log_there(
     logged = cloud.query(f"SELECT row_key, status, lead_id FROM {DATASET}.rackwave_push_log")[1]
     assert sorted(logged) == sorted((r["email"], "created", leads[r["email"]][0]["id"])
                                     for r in rows)
-
-
-@pytest.mark.parametrize("kind", ["first load", "full scan"])
-def test_killed_during_its_load_then_run_again_is_exact(sandbox_factory, tmp_path, cloud, kind):
-    server = sandbox_factory(leads=300, contacts=100)
-    user = UserCode(server, tmp_path, cloud)
-    if kind == "full scan":
-        arranged = user.run()
-        assert arranged.returncode == 0, arranged.stderr[-3000:]
-        change_records(server)
-
-    killed = user.run(kill_at="load:after-leads-job-any", full_scan=kind == "full scan")
-    assert killed.returncode == -9, killed.stderr[-2000:]
-
-    again = user.run()
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert_equals_api(Rows(cloud), server)

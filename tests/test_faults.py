@@ -3,7 +3,7 @@ equal to the API (every id once, current values) or fails loudly without advanci
 
 Each case arranges the sandbox (random faults come from its seeded RNG, queued faults are exact),
 runs the real pipeline into a DuckDB file, and compares both tables with the sandbox's records
-(``assert_warehouse_equals_api``). Killed processes are in ``test_crashes.py``.
+(``assert_warehouse_equals_api``). Killed processes are in ``test_kills.py``.
 """
 
 from __future__ import annotations

@@ -4,13 +4,12 @@ End to end against the sandbox (records changed and deleted through its admin AP
 on the suite's Postgres: a lead through several status changes, full scans between, then its
 deletion; an incremental run that adds new records and closes nothing; a run that changes
 nothing; ``deleted_records = "flag"``; the filesystem destination refused before anything is
-read; and a run killed while loading, resumed exact (``rackwave_source/warehouse/versions.py``).
+read (``rackwave_source/warehouse/versions.py``). Runs killed while loading history are in
+``test_kills.py``.
 """
 
 from __future__ import annotations
 
-import signal
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -196,126 +195,6 @@ def test_the_filesystem_destination_is_refused_before_anything_is_read(sandbox, 
     assert sandbox.admin.requests("GET /v1/leads") == 0
     assert sandbox.admin.requests("GET /v1/contacts") == 0
     assert not list(lake.rglob("*.parquet")) and not list(lake.rglob("*.jsonl*"))
-
-
-# --- killed while loading, resumed: exact --------------------------------------------------------
-
-from test_plain_dlt_crashes import HOOK, USER_CODE, UserCode  # noqa: E402
-
-HISTORY_HOOK = HOOK.replace("elif point:\n", '''elif point == "load:after-history-copy":
-    from dlt.destinations.impl.duckdb.duck import DuckDbCopyJob
-    wrap(DuckDbCopyJob, "run", after=True,
-         when=lambda self: self.load_table_name == "leads_history")
-elif point == "load:after-history-copy-postgres":
-    from dlt.destinations.impl.postgres.postgres import PostgresCsvCopyJob
-    wrap(PostgresCsvCopyJob, "run", after=True,
-         when=lambda self: self.load_table_name == "leads_history")
-elif point == "load:after-history-merge":
-    from dlt.destinations.job_client_impl import SqlLoadJob
-    wrap(SqlLoadJob, "run", after=True,
-         when=lambda self: self.load_table_name == "leads_history")
-elif point:
-''')
-HISTORY_KILL_POINTS = [
-    pytest.param("load:after-history-copy", id="history staged, the job not recorded"),
-    pytest.param("load:after-history-merge", id="history merged, the merge not recorded"),
-    pytest.param("load:before-complete", id="every table merged, load not recorded"),
-]
-
-
-class HistoryUserCode(UserCode):
-    """The README's user code with ``history="scd2"``, killed by ``HISTORY_HOOK``."""
-
-    def __init__(self, server: Any, folder: Path, warehouse: Any = None) -> None:
-        super().__init__(server, folder, warehouse)
-        self.script.write_text(USER_CODE.replace(
-            "rackwave_source(full_scan=True)", "rackwave_source(full_scan=True, history='scd2')")
-            .replace("rackwave_source()", "rackwave_source(history='scd2')"))
-        self.hook = folder / "hook.py"
-        self.hook.write_text(HISTORY_HOOK)
-
-    def run(self, kill_at: str = "", full_scan: bool = False) -> Any:
-        import subprocess
-        import sys
-
-        from support import command_environment
-        from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
-
-        env = command_environment(
-            self.folder / "dlt", SOURCES__RACKWAVE__CLIENT_ID=DEMO_CLIENT_ID,
-            SOURCES__RACKWAVE__CLIENT_SECRET=DEMO_CLIENT_SECRET,
-            SOURCES__RACKWAVE__BASE_URL=self.server.base_url, SOURCES__RACKWAVE__PER_PAGE="50",
-            DUCKDB_FILE=str(self.duckdb_file), WAREHOUSE=self.warehouse.name,
-            **self.warehouse.settings(),
-            RACKWAVE_TEST_SIGKILL_AT=kill_at, **({"FULL_SCAN": "1"} if full_scan else {}))
-        entry = [str(self.hook), str(self.script)] if kill_at else [str(self.script)]
-        return subprocess.run([sys.executable, *entry], cwd=self.folder, env=env,
-                              capture_output=True, text=True, timeout=120)
-
-
-def assert_history_exact(warehouse: Any, server: Any, changed: List[str],
-                         deleted: List[str]) -> None:
-    """One version per record and state, no version twice; the current ones are the API's."""
-    rows = warehouse.query(
-        f"SELECT id, _rackwave_row_hash FROM {DATASET}.leads_history")[1]
-    twice = [key for key, n in Counter(rows).items() if n > 1]
-    assert not twice, f"{len(twice)} versions loaded twice, e.g. {twice[:2]}"
-    history = versions(Rows(warehouse))
-    assert_intervals_chain(history)
-    assert current(history) == {r["id"]: r["status"] for r in server.admin.records("leads")}
-    for record, kept in history.items():
-        expected = 2 if record in changed else 1
-        assert len(kept) == expected, f"{record}: {len(kept)} versions, {expected} expected"
-        assert (kept[-1][3] is not None) == (record in deleted), record
-
-
-class Rows:
-    def __init__(self, warehouse: Any) -> None:
-        self.warehouse = warehouse
-
-    def query(self, sql: str) -> List[Tuple[Any, ...]]:
-        return list(self.warehouse.query(sql)[1])
-
-
-@pytest.mark.parametrize("kill_at", HISTORY_KILL_POINTS)
-@pytest.mark.parametrize("kind", ["first load", "full scan"])
-def test_killed_while_loading_history_and_resumed_is_exact(sandbox_factory, tmp_path, kind,
-                                                           kill_at):
-    server = sandbox_factory(leads=120, contacts=30)
-    kill_and_resume(server, HistoryUserCode(server, tmp_path), kind, kill_at)
-
-
-def test_killed_after_staging_history_on_postgres_and_resumed_is_exact(
-        sandbox_factory, postgres_server, tmp_path):
-    # Postgres takes Arrow items as CSV: the staged versions are read from the CSV job file.
-    server = sandbox_factory(leads=120, contacts=30)
-    with postgres_server.database() as dsn:
-        user = HistoryUserCode(server, tmp_path, PostgresWarehouse(dsn))
-        kill_and_resume(server, user, "full scan", "load:after-history-copy-postgres")
-
-
-def kill_and_resume(server: Any, user: HistoryUserCode, kind: str, kill_at: str) -> None:
-    """A run (the first, or a full scan after changes and a deletion) killed at ``kill_at``,
-    then run again twice as it is: every version once, the current ones the API's."""
-    changed: List[str] = []
-    deleted: List[str] = []
-    if kind == "full scan":
-        arranged = user.run()
-        assert arranged.returncode == 0, arranged.stderr[-3000:]
-        leads = server.admin.records("leads")
-        changed = [lead["id"] for lead in leads[10:13]]
-        for record in changed:
-            server.admin.update("leads", record, status="lost")
-        deleted = [leads[20]["id"]]
-        server.admin.delete("leads", deleted[0])
-
-    killed = user.run(kill_at=kill_at, full_scan=kind == "full scan")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-
-    for _ in (1, 2):  # the first rerun loads the killed package, the second reads the API
-        again = user.run()
-        assert again.returncode == 0, again.stderr[-3000:]
-    assert_history_exact(user.warehouse, server, changed, deleted)
 
 
 def test_a_record_a_full_scan_missed_and_could_not_look_up_stays_open(sandbox_factory,

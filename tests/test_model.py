@@ -100,8 +100,7 @@ from hypothesis.stateful import (
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Sandbox, SandboxConfig
 from rackwave_sandbox.data import format_ts
 from support import FIELDS, Loader
-from test_crashes import HOOK as COMMAND_HOOK
-from test_plain_dlt_crashes import HOOK as PLAIN_HOOK, USER_CODE
+from kills import HOOK, USER_CODE
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = "rackwave"
@@ -353,10 +352,10 @@ TROUBLE = st.fixed_dictionaries({
 })
 QUIET = {"faults": [], "error_rate": 0.0, "drop_rate": 0.0, "churn_creates": 0.0,
          "churn_deletes": 0.0, "triggers": [], "token_ttl": 3600.0, "revoke_after": None}
-KILL_POINTS = ("timed", "timed", "after-normalize-commit", "before-load-job:leads",
-               "after-load-job:leads", "after-load-job:contacts")
+KILL_POINTS = ("timed", "timed", "normalize:half-committed", "load:before-job:leads",
+               "load:after-job:leads", "load:after-job:contacts")
 PLAIN_KILL_POINTS = ("timed", "timed", "extract:before-commit", "normalize:half-committed",
-                     "load:before-leads-job", "load:after-leads-job", "load:before-complete")
+                     "load:before-job:leads", "load:after-job:leads", "load:before-complete")
 
 CHANGE = st.tuples(
     st.sampled_from(KINDS),
@@ -730,7 +729,8 @@ class ApiModel(RuleBasedStateMachine):
         })
         log = self.workdir / f"killed-{time.monotonic_ns()}.log"
         if self.via == "command":
-            args = ["-c", COMMAND_HOOK, "--base-url", self.server.base_url,
+            args = ["-c", HOOK, "-m", "pipelines.rackwave_pipeline",
+                    "--base-url", self.server.base_url,
                     "--duckdb-file", str(self._duckdb), *(["--full-scan"] if full_scan else [])]
         else:
             script = self.workdir / "load_rackwave.py"
@@ -738,7 +738,7 @@ class ApiModel(RuleBasedStateMachine):
             env.update({"SOURCES__RACKWAVE__BASE_URL": self.server.base_url,
                         "DUCKDB_FILE": str(self._duckdb), "WAREHOUSE": "duckdb",
                         **({"FULL_SCAN": "1"} if full_scan else {})})
-            args = ["-c", PLAIN_HOOK, str(script)]
+            args = ["-c", HOOK, str(script)]
         with open(log, "w") as out:
             process = subprocess.Popen([sys.executable, *args], cwd=self.workdir, env=env,
                                        stdout=out, stderr=subprocess.STDOUT)

@@ -4,7 +4,7 @@ and ``--json`` for schedulers and alerting (docs/operations.md).
 Every run is the command as a scheduler starts it (``python -m pipelines.rackwave_pipeline``, a
 real subprocess) against an in-process sandbox, into a real DuckDB file. Moments inside a run are
 timed on the sandbox's request counter (pages have latency) or on the pipeline's working folder
-(``load/normalized/*/started_jobs``), as in tests/test_crashes.py.
+(``load/normalized/*/started_jobs``), as in tests/test_kills.py.
 """
 
 from __future__ import annotations
