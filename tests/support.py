@@ -205,3 +205,45 @@ def dlt_warnings(output: str) -> List[str]:
     """The WARNING lines dlt's logger printed (``...|[WARNING]|...|dlt|...``): a normal run
     prints none, only the command's own words."""
     return [line for line in output.splitlines() if "|[WARNING]|" in line]
+
+
+@dataclass
+class Finished:
+    """A `rackwave` command's end, as a test reads it: exit code, stdout, stderr."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def rackwave_in_process(cwd: Path, *args: str, env: Optional[Mapping[str, str]] = None,
+                        dlt_data_dir: Optional[Path] = None) -> Finished:
+    """``rackwave <args>`` run by ``pipelines.cli.main`` in this process, in ``cwd``, with
+    ``env`` (and dlt's folder, ``cwd/dlt`` unless given) set for the call only: what a process
+    of its own would do, without the second or two of imports one costs. For stories where a
+    process is not the point (exit codes, output, files); signals and kills need a process."""
+    import contextlib
+    import io
+
+    from dlt.common.configuration.container import Container
+    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+    from pipelines.cli import main
+
+    values = {"DLT_DATA_DIR": str(dlt_data_dir or cwd / "dlt"), **(env or {})}
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    with with_environment(values):
+        os.chdir(cwd)
+        Container()[PluggableRunContext].reload()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(list(args))
+                except SystemExit as exit:  # argparse's errors and --help
+                    code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None
+                                                                         else 1)
+        finally:
+            os.chdir(here)
+    Container()[PluggableRunContext].reload()
+    return Finished(code, out.getvalue(), err.getvalue())

@@ -7,29 +7,25 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from support import command_environment
+from support import Finished, rackwave_in_process
 
 CREDENTIALS = {"SOURCES__RACKWAVE__CLIENT_ID": "rw_test_sandbox",
                "SOURCES__RACKWAVE__CLIENT_SECRET": "sk_test_sandbox"}
 ONE_PAGE_EACH = {"POST /v1/auth/token": 1, "GET /v1/leads": 1, "GET /v1/contacts": 1}
 
 
-def rackwave(cwd: Path, *args: str, env: Optional[Dict[str, str]] = None
-             ) -> subprocess.CompletedProcess[str]:
-    environment = command_environment(cwd / "dlt", **{**CREDENTIALS, **(env or {})})
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.rackwave_pipeline", *args],
-        cwd=cwd, env=environment, capture_output=True, text=True, timeout=300,
-    )
+def rackwave(cwd: Path, *args: str, env: Optional[Dict[str, str]] = None) -> Finished:
+    """The command, in this process (``support.rackwave_in_process``), with its folder's dlt
+    data and the demo credentials."""
+    return rackwave_in_process(cwd, *args, env={**CREDENTIALS, **(env or {})})
 
 
 def check(cwd: Path, server: Any, *args: str, env: Optional[Dict[str, str]] = None
-          ) -> Tuple[subprocess.CompletedProcess[str], Dict[str, Any]]:
+          ) -> Tuple[Finished, Dict[str, Any]]:
     """`rackwave check --json` against ``server``: the process, and its document by resource."""
     run = rackwave(cwd, "check", "--base-url", server.base_url, "--json", *args, env=env)
     document = json.loads(run.stdout)
