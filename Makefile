@@ -34,9 +34,9 @@ setup-dev: $(BIN)/uv
 demo: setup
 	$(BIN)/rackwave --sandbox
 
-# Three pytest workers (pytest-xdist), each taking the next test when it is free: on 2 cores,
-# two kept the CPU 78% busy (tests wait on servers, processes, emulators), three 92%, 16% sooner.
-# TEST_WORKERS=0 runs the suite in this process alone (pdb, -s).
+# Three pytest workers (pytest-xdist), each taking the next test when it is free: tests wait on
+# servers, processes and emulators, and a third worker fills the cores while two wait
+# (docs/contributing.md#tests). TEST_WORKERS=0 runs the suite in this process alone (pdb, -s).
 TEST_WORKERS ?= 3
 test: setup-dev
 	$(BIN)/python -m mypy

@@ -6,9 +6,10 @@ dbt with the project installed from its wheel. Each is built again when its requ
 building it twice.
 
 ``make setup-dev`` builds them all before the tests, several at a time and while the main
-environment installs (``python -m emulators.venv NAME ...`` from ``tests/``): a pip install
-mostly waits on downloads, and a test that built one would spend minutes of the suite on it.
-Only the standard library here, so the builds can start before ``.venv`` has anything.
+environment installs (``python -m emulators.venv NAME ...`` from ``tests/``): an install
+mostly waits on downloads, and a test that built one would spend the suite's time on it. uv
+installs them when it is at hand (``uv``), pip otherwise. Only the standard library here, so the
+builds can start before ``.venv`` has its packages.
 """
 
 from __future__ import annotations
