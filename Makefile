@@ -38,10 +38,14 @@ demo: setup
 # servers, processes and emulators, and a third worker fills the cores while two wait
 # (docs/contributing.md#tests). TEST_WORKERS=0 runs the suite in this process alone (pdb, -s).
 TEST_WORKERS ?= 3
+# The tests' folders (DuckDB files, dlt's packages, the Postgres cluster, the emulators' data) on
+# a RAM disk where there is one: the suite writes gigabytes of small files it reads back at once.
+TEST_TMPDIR ?= $(if $(wildcard /dev/shm),/dev/shm,$(or $(TMPDIR),/tmp))
 test: setup-dev
 	$(BIN)/python -m mypy
 	$(BIN)/python -m ruff check .
-	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
+	TMPDIR=$(TEST_TMPDIR) $(BIN)/python -m pytest \
+		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal) $(PYTEST_ARGS)
 
 # .venv with the test tools only (no databases, emulators or recipes): enough for the unit tier
 setup-test: $(VENV)/.test-tools
