@@ -33,6 +33,7 @@ The points (the same names on every destination):
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -170,6 +171,19 @@ class Runs:
         assert done.returncode == -signal.SIGKILL, \
             f"not killed at {kill_at} (exit {done.returncode}):\n{done.stderr[-2000:]}"
         return done
+
+
+def started_jobs(pipeline_dir: Path) -> int:
+    """Load jobs running now in the pipeline's folder (dlt moves each job file new_jobs ->
+    started_jobs -> completed_jobs of its package in ``load/normalized``)."""
+    folder = pipeline_dir / "load" / "normalized"
+    total = 0
+    for package in (os.listdir(folder) if folder.is_dir() else []):
+        try:
+            total += len(os.listdir(folder / package / "started_jobs"))
+        except FileNotFoundError:  # moved on meanwhile
+            pass
+    return total
 
 
 class Rows:

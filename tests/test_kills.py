@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, NamedTuple
 
 import pytest
 
-from kills import Rows, Runs
+from kills import Rows, Runs, started_jobs
 from support import DATASET, assert_equals_api
 from test_faults import api_snapshot, assert_warehouse_equals, assert_warehouse_equals_api, \
     change_records
@@ -244,18 +244,6 @@ def packages(runs: Runs, stage: str) -> List[str]:
     return sorted(name for name in names if LOAD_ID.match(name))
 
 
-def started_jobs(runs: Runs) -> int:
-    """Job files in ``started_jobs`` of the packages being loaded."""
-    folder = runs.folder / "pipelines" / "rackwave" / "load" / "normalized"
-    total = 0
-    for package in (os.listdir(folder) if folder.is_dir() else []):
-        try:
-            total += len(os.listdir(folder / package / "started_jobs"))
-        except FileNotFoundError:  # moved on meanwhile
-            pass
-    return total
-
-
 @pytest.fixture
 def paged_slowly(sandbox_factory, tmp_path) -> Runs:
     """60 pages at 20 ms, two at a time: ~0.7 s of paging, long enough to kill it mid-way."""
@@ -323,7 +311,8 @@ def test_killed_while_a_load_job_runs_the_old_rows_stay_until_the_next_run(sandb
     change_records(server)
 
     run = start(runs)
-    kill_when(run, lambda: started_jobs(runs) > 0, "a load job started")
+    pipeline_dir = runs.folder / "pipelines" / "rackwave"
+    kill_when(run, lambda: started_jobs(pipeline_dir) > 0, "a load job started")
 
     assert len(packages(runs, "load/normalized")) == 1  # killed while loading
     assert_warehouse_equals(runs.duckdb_file, before)  # the killed full scan replaced nothing

@@ -24,6 +24,7 @@ import pytest
 
 from rackwave_sandbox import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET
 from support import command_environment, dlt_warnings
+from kills import started_jobs
 from test_faults import assert_warehouse_equals_api, change_records
 
 PIPELINE = "rackwave"
@@ -105,15 +106,7 @@ class Machine:
         return self.start(*args, server=server).wait()
 
     def started_jobs(self) -> int:
-        """Load jobs running now (dlt moves each job file new_jobs -> started_jobs -> completed)."""
-        folder = self.pipeline_dir / "load" / "normalized"
-        total = 0
-        for package in (os.listdir(folder) if folder.is_dir() else []):
-            try:
-                total += len(os.listdir(folder / package / "started_jobs"))
-            except FileNotFoundError:  # moved on meanwhile
-                pass
-        return total
+        return started_jobs(self.pipeline_dir)
 
     def leads_read(self) -> int:
         return self.server.admin.requests("GET /v1/leads")
