@@ -312,8 +312,6 @@ def unknown_settings(known: Collection[str], allowed_sections: Collection[str] =
     return messages
 
 
-
-
 @contextmanager
 def readable_setting_errors() -> Iterator[None]:
     """Turns dlt's errors on reading a setting into a :class:`ConfigurationError` naming the

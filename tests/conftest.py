@@ -49,7 +49,7 @@ def sandbox(sandbox_factory: SandboxFactory) -> RunningServer:
 
 from pathlib import Path  # noqa: E402
 
-from support import Loader  # noqa: E402
+from support import Loader, reload_dlt_settings  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +67,7 @@ def isolated_dlt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RUNTIME__DLTHUB_TELEMETRY", "false")
     monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "dlt-data"))
     monkeypatch.chdir(tmp_path)
-    _reload_dlt_settings()  # dlt read .dlt/*.toml of another folder (another test) before
+    reload_dlt_settings()  # dlt read .dlt/*.toml of another folder (another test) before
     _forget_failed_google_credentials(monkeypatch)
     return tmp_path
 
@@ -79,13 +79,6 @@ def _forget_failed_google_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     from dlt.common.configuration.specs.gcp_credentials import GcpDefaultCredentials
 
     monkeypatch.setattr(GcpDefaultCredentials, "_LAST_FAILED_DEFAULT", 0.0)
-
-
-def _reload_dlt_settings() -> None:
-    from dlt.common.configuration.container import Container
-    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
-
-    Container()[PluggableRunContext].reload()
 
 
 @pytest.fixture

@@ -126,44 +126,41 @@ class Runs:
 
     def __post_init__(self) -> None:
         self.duckdb_file = self.folder / "rackwave_data.duckdb"
-        self.warehouse = self.warehouse or DuckDBWarehouse(self.duckdb_file)
+        self.target: Warehouse = self.warehouse or DuckDBWarehouse(self.duckdb_file)
         self.script = self.folder / "load_rackwave.py"
         self.script.write_text(USER_CODE)
 
     def run(self, kill_at: str = "", full_scan: bool = False) -> subprocess.CompletedProcess:
         """One run in a process of its own, as its scheduler starts it."""
-        assert self.warehouse is not None
         return subprocess.run(
             [sys.executable, *(["-c", HOOK] if kill_at else []), *self.entry(full_scan)],
             cwd=self.folder, env=self.environment(kill_at, full_scan), capture_output=True,
-            text=True, timeout=self.warehouse.run_timeout)
+            text=True, timeout=self.target.run_timeout)
 
     def entry(self, full_scan: bool) -> List[str]:
         if self.way == "dlt":
             return [str(self.script)]
-        assert self.warehouse is not None
         return ["-m", "pipelines.rackwave_pipeline", "--base-url", self.server.base_url,
-                "--destination", self.warehouse.name, "--dataset", self.warehouse.dataset,
-                *(["--duckdb-file", str(self.duckdb_file)] if self.warehouse.name == "duckdb"
+                "--destination", self.target.name, "--dataset", self.target.dataset,
+                *(["--duckdb-file", str(self.duckdb_file)] if self.target.name == "duckdb"
                   else []),
                 *(["--full-scan"] if full_scan else [])]
 
     def environment(self, kill_at: str, full_scan: bool) -> Dict[str, str]:
-        assert self.warehouse is not None
         return command_environment(
             self.folder,  # pipelines in <folder>/pipelines, as Loader's
             SOURCES__RACKWAVE__CLIENT_ID=DEMO_CLIENT_ID,
             SOURCES__RACKWAVE__CLIENT_SECRET=DEMO_CLIENT_SECRET,
             SOURCES__RACKWAVE__BASE_URL=self.server.base_url,
             **{f"SOURCES__RACKWAVE__{k.upper()}": str(v) for k, v in self.settings.items()},
-            DUCKDB_FILE=str(self.duckdb_file), WAREHOUSE=self.warehouse.name,
-            RACKWAVE_TEST_DATASET=self.warehouse.dataset, **self.warehouse.settings(),
+            DUCKDB_FILE=str(self.duckdb_file), WAREHOUSE=self.target.name,
+            RACKWAVE_TEST_DATASET=self.target.dataset, **self.target.settings(),
             **{POINT_VARIABLE: kill_at}, **({"FULL_SCAN": "1"} if full_scan else {}))
 
     def arrange(self) -> None:
         """A good load before the story, run in-process (the same pipeline, sooner)."""
         loader = Loader(server=self.server, workdir=self.folder, options=dict(self.settings),
-                        warehouse=self.warehouse, via=self.way)
+                        warehouse=self.target, via=self.way)
         loader.run()
 
     def killed(self, kill_at: str, full_scan: bool = False) -> subprocess.CompletedProcess:

@@ -176,15 +176,20 @@ def page_requests(server: Any, kind: str) -> int:
     return int(server.admin.requests(f"GET /v1/{kind}"))
 
 
-def write_dlt_settings(folder: Path, name: str, text: str) -> None:
-    """Writes ``folder/.dlt/<name>`` (config.toml, secrets.toml) and makes dlt read it again, as
-    a new process would (dlt reads its files once per process)."""
+def reload_dlt_settings() -> None:
+    """Makes dlt read its settings (``.dlt/*.toml`` of the working folder, ``DLT_DATA_DIR``)
+    again, as a new process would: it reads them once per process."""
     from dlt.common.configuration.container import Container
     from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 
+    Container()[PluggableRunContext].reload()
+
+
+def write_dlt_settings(folder: Path, name: str, text: str) -> None:
+    """Writes ``folder/.dlt/<name>`` (config.toml, secrets.toml) and makes dlt read it again."""
     (folder / ".dlt").mkdir(exist_ok=True)
     (folder / ".dlt" / name).write_text(text)
-    Container()[PluggableRunContext].reload()
+    reload_dlt_settings()
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -216,34 +221,28 @@ class Finished:
     stderr: str
 
 
-def rackwave_in_process(cwd: Path, *args: str, env: Optional[Mapping[str, str]] = None,
-                        dlt_data_dir: Optional[Path] = None) -> Finished:
+def rackwave_in_process(cwd: Path, *args: str,
+                        env: Optional[Mapping[str, str]] = None) -> Finished:
     """``rackwave <args>`` run by ``pipelines.cli.main`` in this process, in ``cwd``, with
-    ``env`` (and dlt's folder, ``cwd/dlt`` unless given) set for the call only: what a process
-    of its own would do, without the second or two of imports one costs. For stories where a
-    process is not the point (exit codes, output, files); signals and kills need a process."""
+    ``env`` (and dlt's folder, ``cwd/dlt``) set for the call only: what a process of its own
+    would do, without the second or two of imports one costs. For stories where a process is
+    not the point (exit codes, output, files); signals and kills need a process."""
     import contextlib
     import io
 
-    from dlt.common.configuration.container import Container
-    from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
-
     from pipelines.cli import main
 
-    values = {"DLT_DATA_DIR": str(dlt_data_dir or cwd / "dlt"), **(env or {})}
     out, err = io.StringIO(), io.StringIO()
     here = os.getcwd()
-    with with_environment(values):
+    with with_environment({"DLT_DATA_DIR": str(cwd / "dlt"), **(env or {})}):
         os.chdir(cwd)
-        Container()[PluggableRunContext].reload()
+        reload_dlt_settings()
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    code = main(list(args))
-                except SystemExit as exit:  # argparse's errors and --help
-                    code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None
-                                                                         else 1)
+                code = main(list(args))
+        except SystemExit as exit:  # argparse's errors and --help
+            code = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
         finally:
             os.chdir(here)
-    Container()[PluggableRunContext].reload()
+    reload_dlt_settings()
     return Finished(code, out.getvalue(), err.getvalue())
